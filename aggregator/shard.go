@@ -1,0 +1,218 @@
+package aggregator
+
+import (
+	"sync"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/sketch"
+)
+
+// shard owns the state of the devices whose hash falls on it: their tuning
+// table entries and its partial of every open minute. Everything in it is
+// guarded by mu; the sealer takes a shard's partial of a minute out under the
+// lock and merges it with the other shards' outside of it.
+type shard struct {
+	a  *Aggregator
+	mu sync.Mutex // guards everything below
+
+	// nextSeal is the first minute this shard has not handed to the sealer;
+	// an event for an earlier minute is late.
+	nextSeal int64
+	open     []*partial // open minutes, ascending
+	last     *partial   // the partial the previous event used (fast path)
+
+	// Tuning table (Tuning model only): device hash → index into devs.
+	devIdx map[uint64]int32
+	devs   []device
+	free   []int32
+	// viewing counts devices currently on each (channel, region) cell, for
+	// the "now" figures: key is cellKey(ch, region).
+	viewing map[uint64]int32
+}
+
+func newShard(a *Aggregator) *shard {
+	s := &shard{a: a}
+	if a.cfg.Model == Tuning {
+		s.devIdx = make(map[uint64]int32)
+		s.viewing = make(map[uint64]int32)
+	}
+	return s
+}
+
+func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) }
+
+// partial is one shard's share of one open minute.
+type partial struct {
+	minute  int64
+	chans   []chanPart // by channel id
+	total   *sketch.Sketch
+	cells   map[uint64]*cellPart // cellKey(ch, region) → audience in that region
+	flows   map[uint64]uint32    // cellKey(from, to) → devices (tuning)
+	zaps    map[uint32]uint32    // region → tune events
+	devices uint32               // tuning: devices credited
+}
+
+type chanPart struct {
+	sk    *sketch.Sketch
+	count uint32 // tuning: devices credited
+}
+
+type cellPart struct {
+	count uint32         // tuning: devices credited
+	sk    *sketch.Sketch // events: distinct devices
+}
+
+func (s *shard) newSketch() *sketch.Sketch {
+	sk, err := sketch.New(s.a.cfg.Key, s.a.cfg.Precision)
+	if err != nil {
+		panic("BUG: precision validated in Config: " + err.Error())
+	}
+	return sk
+}
+
+// partialLocked returns the partial of minute m (m >= nextSeal), creating it.
+func (s *shard) partialLocked(m int64) *partial {
+	if p := s.last; p != nil && p.minute == m {
+		return p
+	}
+	i := 0
+	for i < len(s.open) && s.open[i].minute < m {
+		i++
+	}
+	if i < len(s.open) && s.open[i].minute == m {
+		s.last = s.open[i]
+		return s.last
+	}
+	p := &partial{
+		minute: m,
+		total:  s.newSketch(),
+		cells:  make(map[uint64]*cellPart),
+		zaps:   make(map[uint32]uint32),
+	}
+	if s.a.cfg.Model == Tuning {
+		p.flows = make(map[uint64]uint32)
+	}
+	s.open = append(s.open, nil)
+	copy(s.open[i+1:], s.open[i:])
+	s.open[i] = p
+	s.last = p
+	return p
+}
+
+func (p *partial) chanLocked(s *shard, ch uint32) *chanPart {
+	if int(ch) >= len(p.chans) {
+		n := max(int(ch)+1, 2*len(p.chans), 16)
+		chans := make([]chanPart, n)
+		copy(chans, p.chans)
+		p.chans = chans
+	}
+	c := &p.chans[ch]
+	if c.sk == nil {
+		c.sk = s.newSketch()
+	}
+	return c
+}
+
+func (p *partial) cellLocked(s *shard, ch, region uint32, withSketch bool) *cellPart {
+	k := cellKey(ch, region)
+	c := p.cells[k]
+	if c == nil {
+		c = &cellPart{}
+		if withSketch {
+			c.sk = s.newSketch()
+		}
+		p.cells[k] = c
+	}
+	return c
+}
+
+// ingest applies items (all hashed onto this shard) and returns how many it
+// accepted.
+func (s *shard) ingest(items []item, rej *event.Rejections) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	accepted := 0
+	for i := range items {
+		it := &items[i]
+		m := minuteOf(it.ts)
+		if m < s.nextSeal {
+			// The sealer took this minute between the writer's pre-check
+			// and now.
+			s.a.stats.rejected[event.Late].Add(1)
+			if rej != nil {
+				rej.Count[event.Late]++
+				if rej.First == nil {
+					rej.First = &event.Error{Reason: event.Late, Detail: "minute is already sealed"}
+				}
+			}
+			continue
+		}
+		accepted++
+		if it.kind == event.Tune {
+			s.partialLocked(m).zaps[it.region]++
+		}
+		if s.a.cfg.Model == Events {
+			s.countEventLocked(it, m)
+		} else {
+			s.applyLocked(it)
+		}
+	}
+	return accepted
+}
+
+// countEventLocked is the whole Events model: the device counts in its
+// event's (channel, minute).
+func (s *shard) countEventLocked(it *item, m int64) {
+	if it.kind == event.Standby || it.ch == 0 {
+		return
+	}
+	p := s.partialLocked(m)
+	p.chanLocked(s, it.ch).sk.AddHash(it.hash)
+	p.total.AddHash(it.hash)
+	if it.region != 0 {
+		p.cellLocked(s, it.ch, it.region, true).sk.AddHash(it.hash)
+	}
+}
+
+// takeLocked removes and returns the partial of minute m (nil if none) and
+// marks m as handed over.
+func (s *shard) takeLocked(m int64) *partial {
+	var p *partial
+	if len(s.open) > 0 && s.open[0].minute == m {
+		p = s.open[0]
+		s.open = s.open[1:]
+	}
+	if s.last == p {
+		s.last = nil
+	}
+	s.nextSeal = m + 1
+	return p
+}
+
+// take hands minute m of this shard to the sealer: in the Tuning model it first
+// credits every device for m.
+func (s *shard) take(m int64) *partial {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m < s.nextSeal {
+		return nil
+	}
+	if s.a.cfg.Model == Tuning {
+		s.creditMinuteLocked(m)
+	}
+	return s.takeLocked(m)
+}
+
+// idleLocked reports whether the shard holds nothing that minutes up to m
+// could need: no devices and no partial at or before m.
+func (s *shard) idleLocked(m int64) bool {
+	return len(s.devIdx) == 0 && (len(s.open) == 0 || s.open[0].minute > m)
+}
+
+// nextPartialMinute returns the first open minute, or -1.
+func (s *shard) nextPartialMinuteLocked() int64 {
+	if len(s.open) == 0 {
+		return -1
+	}
+	return s.open[0].minute
+}

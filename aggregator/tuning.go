@@ -1,0 +1,251 @@
+package aggregator
+
+import "github.com/ratingsd/ratingsd/aggregator/event"
+
+// device is a tuning-table entry: a pseudonymous device's current channel and
+// since when, and what it watched so far in the one minute it has not yet been
+// credited for. It never holds anything older: earlier minutes are credited
+// (into the minute's sketch and counts) and forgotten.
+type device struct {
+	hash   uint64
+	since  int64  // start of the current segment (Unix ms)
+	last   int64  // last event (Unix ms), for inactivity
+	accMin int64  // every minute before it is credited; acc is for accMin
+	ch     uint32 // current channel; 0 = off (standby, or not yet tuned)
+	region uint32
+	prev   uint32 // previous qualifying state's channel (0 = off), for flows
+	acc    [accSlots]credit
+	accN   uint8
+	// flowDone: the current segment has qualified and its flow is counted.
+	flowDone bool
+	live     bool
+}
+
+// accSlots bounds the distinct channels tracked per device per minute
+// (docs/semantics.md: the least-watched beyond it are dropped).
+const accSlots = 4
+
+type credit struct {
+	ch uint32
+	ms uint32
+}
+
+// applyLocked applies one event of the Tuning model (docs/semantics.md).
+func (s *shard) applyLocked(it *item) {
+	idx, known := s.devIdx[it.hash]
+	if !known {
+		if it.kind == event.Standby {
+			return // an unknown box going off changes nothing
+		}
+		idx = s.newDeviceLocked(it.hash, it.ts)
+	}
+	d := &s.devs[idx]
+	t := max(it.ts, d.last)
+	if d.ch != 0 && t-d.last >= s.a.cfg.Inactivity.Milliseconds() {
+		s.expireLocked(d)
+	}
+	d.last = t
+	if it.region != d.region {
+		if d.ch != 0 {
+			s.view(d.ch, d.region, -1)
+			s.view(d.ch, it.region, +1)
+		}
+		d.region = it.region
+	}
+	switch it.kind {
+	case event.Tune, event.Heartbeat:
+		if it.ch == d.ch {
+			return // same channel: activity only
+		}
+		if d.ch != 0 {
+			s.endSegmentLocked(d, t)
+		}
+		s.setChannelLocked(d, it.ch)
+		d.since = t
+		d.flowDone = false
+	case event.Standby:
+		if d.ch != 0 {
+			s.endSegmentLocked(d, t)
+			s.setChannelLocked(d, 0)
+		}
+		s.toStateLocked(d, 0, minuteOf(t))
+	}
+}
+
+func (s *shard) newDeviceLocked(h uint64, ts int64) int32 {
+	var idx int32
+	if n := len(s.free); n > 0 {
+		idx = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		idx = int32(len(s.devs))
+		s.devs = append(s.devs, device{})
+	}
+	s.devs[idx] = device{hash: h, last: ts, accMin: max(minuteOf(ts), s.nextSeal), live: true}
+	s.devIdx[h] = idx
+	return idx
+}
+
+func (s *shard) deleteLocked(idx int32) {
+	d := &s.devs[idx]
+	delete(s.devIdx, d.hash)
+	*d = device{}
+	s.free = append(s.free, idx)
+}
+
+func (s *shard) setChannelLocked(d *device, ch uint32) {
+	if d.ch != 0 {
+		s.view(d.ch, d.region, -1)
+	}
+	if ch != 0 {
+		s.view(ch, d.region, +1)
+	}
+	d.ch = ch
+}
+
+func (s *shard) view(ch, region uint32, delta int32) {
+	k := cellKey(ch, region)
+	if n := s.viewing[k] + delta; n != 0 {
+		s.viewing[k] = n
+	} else {
+		delete(s.viewing, k)
+	}
+}
+
+// expireLocked ends the segment of a device silent for Inactivity.
+func (s *shard) expireLocked(d *device) {
+	end := d.last + s.a.cfg.Inactivity.Milliseconds()
+	s.endSegmentLocked(d, end)
+	s.setChannelLocked(d, 0)
+	s.toStateLocked(d, 0, minuteOf(end))
+}
+
+// endSegmentLocked ends d's current segment at end: if it qualifies (lasted
+// MinDwell), its flow is counted and its time is added to the minutes it
+// covers that are not yet credited.
+func (s *shard) endSegmentLocked(d *device, end int64) {
+	if end-d.since < s.a.cfg.MinDwell.Milliseconds() {
+		return // zapping: credited nowhere
+	}
+	s.qualifyLocked(d)
+	s.addTimeLocked(d, d.since, end)
+}
+
+// qualifyLocked counts the flow into d's current segment once.
+func (s *shard) qualifyLocked(d *device) {
+	if d.flowDone {
+		return
+	}
+	d.flowDone = true
+	s.toStateLocked(d, d.ch, minuteOf(d.since))
+}
+
+// toStateLocked records that d's qualifying state became ch in minute m.
+func (s *shard) toStateLocked(d *device, ch uint32, m int64) {
+	if d.prev == ch {
+		return
+	}
+	m = max(m, s.nextSeal)
+	s.partialLocked(m).flows[cellKey(d.prev, ch)]++
+	d.prev = ch
+}
+
+// addTimeLocked adds [from, to) on d's current channel to every minute it
+// covers that is not yet credited, crediting completed minutes on the way.
+func (s *shard) addTimeLocked(d *device, from, to int64) {
+	for m := max(minuteOf(from), d.accMin); m*msPerMinute < to; m++ {
+		lo := max(from, m*msPerMinute)
+		hi := min(to, (m+1)*msPerMinute)
+		if hi <= lo {
+			continue
+		}
+		if m > d.accMin {
+			s.flushLocked(d)
+			d.accMin = m
+		}
+		d.addCredit(d.ch, uint32(hi-lo))
+	}
+}
+
+// addCredit adds ms on ch to the open minute. The most recently added entry
+// is last, so ties go to the later channel.
+func (d *device) addCredit(ch, ms uint32) {
+	n := int(d.accN)
+	for i := 0; i < n; i++ {
+		if d.acc[i].ch == ch {
+			c := d.acc[i]
+			c.ms += ms
+			copy(d.acc[i:n-1], d.acc[i+1:n])
+			d.acc[n-1] = c
+			return
+		}
+	}
+	if n < accSlots {
+		d.acc[n] = credit{ch, ms}
+		d.accN++
+		return
+	}
+	// Full: drop the least-watched if the new one beats it.
+	low := 0
+	for i := 1; i < n; i++ {
+		if d.acc[i].ms < d.acc[low].ms {
+			low = i
+		}
+	}
+	if ms <= d.acc[low].ms {
+		return
+	}
+	copy(d.acc[low:n-1], d.acc[low+1:n])
+	d.acc[n-1] = credit{ch, ms}
+}
+
+// flushLocked credits d for minute accMin to the channel it watched longest
+// there, if any, and clears the accumulator.
+func (s *shard) flushLocked(d *device) {
+	if d.accN == 0 {
+		return
+	}
+	best := d.acc[0]
+	for _, c := range d.acc[1:d.accN] {
+		if c.ms >= best.ms {
+			best = c
+		}
+	}
+	d.accN = 0
+	p := s.partialLocked(d.accMin)
+	c := p.chanLocked(s, best.ch)
+	c.sk.AddHash(d.hash)
+	c.count++
+	p.total.AddHash(d.hash)
+	p.devices++
+	if d.region != 0 {
+		p.cellLocked(s, best.ch, d.region, false).count++
+	}
+}
+
+// creditMinuteLocked credits every device for minute m before the minute is
+// handed to the sealer: open segments carry forward into m (and qualify, as
+// Lateness >= MinDwell), silent devices expire, devices with nothing left to
+// credit and no channel are forgotten.
+func (s *shard) creditMinuteLocked(m int64) {
+	start, end := m*msPerMinute, (m+1)*msPerMinute
+	inactivity := s.a.cfg.Inactivity.Milliseconds()
+	for i := range s.devs {
+		d := &s.devs[i]
+		if !d.live || d.accMin > m {
+			continue
+		}
+		if d.ch != 0 && d.last+inactivity < end {
+			s.expireLocked(d)
+		}
+		if d.ch != 0 && d.since < end {
+			s.qualifyLocked(d)
+			s.addTimeLocked(d, max(d.since, start), end)
+		}
+		s.flushLocked(d)
+		d.accMin = m + 1
+		if d.ch == 0 {
+			s.deleteLocked(int32(i))
+		}
+	}
+}
