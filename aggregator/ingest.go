@@ -138,8 +138,8 @@ func clip(b []byte) []byte {
 	return b
 }
 
-// start opens the first minute: the one the watermark is in when the first
-// batch arrives. Events before it are late.
+// start opens the first minute: the one the watermark would be in at the
+// oldest event of the first batch. Later events before it are late.
 func (a *Aggregator) start(evs []event.Event, maxAhead int64) {
 	a.sealMu.Lock()
 	defer a.sealMu.Unlock()
@@ -148,7 +148,7 @@ func (a *Aggregator) start(evs []event.Event, maxAhead int64) {
 	}
 	var first int64
 	for i := range evs {
-		if ts := evs[i].TS; ts <= maxAhead && ts > first {
+		if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
 			first = ts
 		}
 	}

@@ -187,8 +187,8 @@ func (a *Aggregator) Reach(channels []string, from, to time.Time) (sketch.Estima
 type Board struct {
 	Sealed *Minute // nil before the first sealed minute
 	// Open is the live picture of the minute in progress: in the Tuning model
-	// the devices on each channel right now (exact); in the Events model
-	// the distinct devices seen so far in the newest open minute (estimated).
+	// the devices on each channel right now; in the Events model the
+	// distinct devices seen so far in the newest open minute. Both exact.
 	OpenMinute time.Time
 	Open       []ChannelMinute
 }
@@ -238,10 +238,9 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 			out = append(out, cm)
 		}
 	} else {
-		// Copy the shards' partials of minute m under their locks, merge
-		// and estimate outside them.
-		chans := make(map[uint32]*sketch.Sketch)
-		total := a.newSketch()
+		// The shards' sets of minute m are disjoint: their sizes add up.
+		counts := make(map[uint32]uint64)
+		var total uint64
 		for _, s := range a.shards {
 			s.mu.Lock()
 			for _, p := range s.open {
@@ -249,39 +248,27 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 					continue
 				}
 				if region == "" {
-					mustMerge(total, p.total)
-					for ch, c := range p.chans {
-						if c.sk != nil {
-							u := chans[uint32(ch)]
-							if u == nil {
-								u = a.newSketch()
-								chans[uint32(ch)] = u
-							}
-							mustMerge(u, c.sk)
+					total += uint64(p.total.len())
+					for ch := range p.chans {
+						if n := p.chans[ch].len(); n > 0 {
+							counts[uint32(ch)] += uint64(n)
 						}
 					}
-				} else {
-					for k, c := range p.cells {
-						if uint32(k) == regionID && c.sk != nil {
-							ch := uint32(k >> 32)
-							u := chans[ch]
-							if u == nil {
-								u = a.newSketch()
-								chans[ch] = u
-							}
-							mustMerge(u, c.sk)
-							mustMerge(total, c.sk)
-						}
+					continue
+				}
+				for k, c := range p.cells {
+					if uint32(k) == regionID {
+						counts[uint32(k>>32)] += uint64(c.len())
+						total += uint64(c.len())
 					}
 				}
 			}
 			s.mu.Unlock()
 		}
-		tot := total.Estimate()
-		for ch, sk := range chans {
-			cm := ChannelMinute{Channel: chNames[ch], Audience: sk.Estimate()}
-			if tot.Value > 0 {
-				cm.Share = float64(cm.Audience.Value) / float64(tot.Value)
+		for ch, n := range counts {
+			cm := ChannelMinute{Channel: chNames[ch], Audience: exact(n)}
+			if total > 0 {
+				cm.Share = float64(n) / float64(total)
 			}
 			out = append(out, cm)
 		}
@@ -353,10 +340,10 @@ type ChannelCount struct {
 
 // CapacityMinute is a region's load in one minute.
 type CapacityMinute struct {
-	Minute   time.Time
-	Viewers  uint64 // sum of the channels' viewers
-	Channels int    // distinct channels watched (= multicast groups needed)
-	Zaps     uint64 // channel changes (tune events)
+	Minute     time.Time
+	Viewers    uint64 // sum of the channels' viewers
+	Channels   int    // distinct channels watched (= multicast groups needed)
+	Zaps       uint64 // channel changes (tune events)
 	PerChannel []ChannelCount
 }
 

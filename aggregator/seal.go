@@ -8,17 +8,18 @@ import (
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
-// Minute is a sealed minute: final and immutable. Estimates were computed
-// once, when it was sealed.
+// Minute is a sealed minute: final and immutable. Its audiences are exact
+// counts (each shard keeps exact sets while a minute is open); its sketches,
+// built when it was sealed, serve reach over many minutes.
 type Minute struct {
 	Start time.Time // UTC, on the minute
 	// Channels with an audience, by descending audience (ties by name).
 	Channels []ChannelMinute
 	// Total is the audience of all channels together: devices credited
-	// (Tuning, exact) or distinct devices seen (Events, estimated).
+	// (Tuning) or distinct devices seen (Events).
 	Total sketch.Estimate
 	// Cells are audiences per (channel, region), for regions carried by
-	// events. Tuning: exact counts; Events: estimates.
+	// events.
 	Cells []Cell
 	// Flows between states (Tuning only); "" is off.
 	Flows []Flow
@@ -33,7 +34,7 @@ type Minute struct {
 // ChannelMinute is one channel's audience in a minute.
 type ChannelMinute struct {
 	Channel  string
-	Audience sketch.Estimate // Tuning: exact (Low == Value == High)
+	Audience sketch.Estimate // exact: Low == Value == High
 	Share    float64         // Audience / Total, 0..1
 
 	sk *sketch.Sketch
@@ -157,48 +158,52 @@ func (a *Aggregator) sealLocked(m int64) {
 }
 
 func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
-	tuning := a.cfg.Model == Tuning
 	chNames := a.channels.all()
 	regNames := a.regions.all()
 
-	var chans []chanPart
-	total := a.newSketch()
-	var devices uint64
-	cells := make(map[uint64]*cellPart)
+	// Shards own disjoint devices: a minute's set is the concatenation of
+	// the shards' sets, its exact audience the sum of their sizes.
+	var keys []uint64
+	gather := func(set func(*partial) *hashSet) []uint64 {
+		keys = keys[:0]
+		for _, p := range parts {
+			if s := set(p); s != nil {
+				keys = s.appendTo(keys)
+			}
+		}
+		return keys
+	}
+
+	min := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC()}
+	total := gather(func(p *partial) *hashSet { return &p.total })
+	min.Total = exact(uint64(len(total)))
+	min.total = a.sketchOf(total)
+	nch := 0
+	for _, p := range parts {
+		nch = max(nch, len(p.chans))
+	}
+	for ch := 1; ch < nch; ch++ {
+		devs := gather(func(p *partial) *hashSet {
+			if ch < len(p.chans) {
+				return &p.chans[ch]
+			}
+			return nil
+		})
+		if len(devs) == 0 {
+			continue
+		}
+		cm := ChannelMinute{Channel: chNames[ch], Audience: exact(uint64(len(devs))), sk: a.sketchOf(devs)}
+		if min.Total.Value > 0 {
+			cm.Share = float64(cm.Audience.Value) / float64(min.Total.Value)
+		}
+		min.Channels = append(min.Channels, cm)
+	}
+	cells := make(map[uint64]uint64)
 	flows := make(map[uint64]uint64)
 	zaps := make(map[uint32]uint64)
 	for _, p := range parts {
-		if len(p.chans) > len(chans) {
-			chans = append(chans, make([]chanPart, len(p.chans)-len(chans))...)
-		}
-		for ch, c := range p.chans {
-			if c.sk == nil {
-				continue
-			}
-			dst := &chans[ch]
-			if dst.sk == nil {
-				dst.sk = c.sk // adopt the first shard's sketch
-			} else if err := dst.sk.Merge(c.sk); err != nil {
-				panic("BUG: sketches of one aggregator share key and precision: " + err.Error())
-			}
-			dst.count += c.count
-		}
-		if err := total.Merge(p.total); err != nil {
-			panic("BUG: " + err.Error())
-		}
-		devices += uint64(p.devices)
 		for k, c := range p.cells {
-			dst := cells[k]
-			if dst == nil {
-				cells[k] = c
-				continue
-			}
-			dst.count += c.count
-			if c.sk != nil {
-				if err := dst.sk.Merge(c.sk); err != nil {
-					panic("BUG: " + err.Error())
-				}
-			}
+			cells[k] += uint64(c.len())
 		}
 		for k, n := range p.flows {
 			flows[k] += uint64(n)
@@ -206,30 +211,6 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 		for r, n := range p.zaps {
 			zaps[r] += uint64(n)
 		}
-	}
-
-	min := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC(), total: total}
-	if tuning {
-		min.Total = exact(devices)
-		total.Estimate() // compact the sparse state once, before the sketch is shared
-	} else {
-		min.Total = total.Estimate()
-	}
-	for ch, c := range chans {
-		if c.sk == nil {
-			continue
-		}
-		cm := ChannelMinute{Channel: chNames[ch], sk: c.sk}
-		if tuning {
-			cm.Audience = exact(uint64(c.count))
-			c.sk.Estimate() // compact the sparse state once, before the sketch is shared
-		} else {
-			cm.Audience = c.sk.Estimate()
-		}
-		if min.Total.Value > 0 {
-			cm.Share = float64(cm.Audience.Value) / float64(min.Total.Value)
-		}
-		min.Channels = append(min.Channels, cm)
 	}
 	sort.Slice(min.Channels, func(i, j int) bool {
 		x, y := min.Channels[i], min.Channels[j]
@@ -242,14 +223,8 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	for i, c := range min.Channels {
 		min.byName[c.Channel] = i
 	}
-	for k, c := range cells {
-		cell := Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)]}
-		if c.sk != nil {
-			cell.Audience = c.sk.Estimate()
-		} else {
-			cell.Audience = exact(uint64(c.count))
-		}
-		min.Cells = append(min.Cells, cell)
+	for k, n := range cells {
+		min.Cells = append(min.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: exact(n)})
 	}
 	sort.Slice(min.Cells, func(i, j int) bool {
 		x, y := min.Cells[i], min.Cells[j]
@@ -282,6 +257,17 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 }
 
 func exact(n uint64) sketch.Estimate { return sketch.Estimate{Value: n, Low: n, High: n} }
+
+// sketchOf returns a sketch of the device hashes keys, compacted so that it
+// can be shared with queries (the library's Estimate mutates).
+func (a *Aggregator) sketchOf(keys []uint64) *sketch.Sketch {
+	sk := a.newSketch()
+	for _, h := range keys {
+		sk.AddHash(h)
+	}
+	sk.Estimate()
+	return sk
+}
 
 func (a *Aggregator) newSketch() *sketch.Sketch {
 	sk, err := sketch.New(a.cfg.Key, a.cfg.Precision)

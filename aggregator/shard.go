@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
-	"github.com/ratingsd/ratingsd/sketch"
 )
 
 // shard owns the state of the devices whose hash falls on it: their tuning
@@ -41,33 +40,16 @@ func newShard(a *Aggregator) *shard {
 
 func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) }
 
-// partial is one shard's share of one open minute.
+// partial is one shard's share of one open minute. Its sets are exact; the
+// sealer turns them into sketches. Shards own disjoint devices, so the
+// shards' sets of one minute are disjoint and their sizes add up.
 type partial struct {
-	minute  int64
-	chans   []chanPart // by channel id
-	total   *sketch.Sketch
-	cells   map[uint64]*cellPart // cellKey(ch, region) → audience in that region
-	flows   map[uint64]uint32    // cellKey(from, to) → devices (tuning)
-	zaps    map[uint32]uint32    // region → tune events
-	devices uint32               // tuning: devices credited
-}
-
-type chanPart struct {
-	sk    *sketch.Sketch
-	count uint32 // tuning: devices credited
-}
-
-type cellPart struct {
-	count uint32         // tuning: devices credited
-	sk    *sketch.Sketch // events: distinct devices
-}
-
-func (s *shard) newSketch() *sketch.Sketch {
-	sk, err := sketch.New(s.a.cfg.Key, s.a.cfg.Precision)
-	if err != nil {
-		panic("BUG: precision validated in Config: " + err.Error())
-	}
-	return sk
+	minute int64
+	chans  []hashSet // by channel id
+	total  hashSet
+	cells  map[uint64]*hashSet // cellKey(ch, region) → devices in that region
+	flows  map[uint64]uint32   // cellKey(from, to) → devices (tuning)
+	zaps   map[uint32]uint32   // region → tune events
 }
 
 // partialLocked returns the partial of minute m (m >= nextSeal), creating it.
@@ -85,8 +67,7 @@ func (s *shard) partialLocked(m int64) *partial {
 	}
 	p := &partial{
 		minute: m,
-		total:  s.newSketch(),
-		cells:  make(map[uint64]*cellPart),
+		cells:  make(map[uint64]*hashSet),
 		zaps:   make(map[uint32]uint32),
 	}
 	if s.a.cfg.Model == Tuning {
@@ -99,31 +80,32 @@ func (s *shard) partialLocked(m int64) *partial {
 	return p
 }
 
-func (p *partial) chanLocked(s *shard, ch uint32) *chanPart {
+func (p *partial) chanLocked(ch uint32) *hashSet {
 	if int(ch) >= len(p.chans) {
-		n := max(int(ch)+1, 2*len(p.chans), 16)
-		chans := make([]chanPart, n)
+		chans := make([]hashSet, max(int(ch)+1, 2*len(p.chans), 16))
 		copy(chans, p.chans)
 		p.chans = chans
 	}
-	c := &p.chans[ch]
-	if c.sk == nil {
-		c.sk = s.newSketch()
+	return &p.chans[ch]
+}
+
+func (p *partial) cellLocked(ch, region uint32) *hashSet {
+	k := cellKey(ch, region)
+	c := p.cells[k]
+	if c == nil {
+		c = &hashSet{}
+		p.cells[k] = c
 	}
 	return c
 }
 
-func (p *partial) cellLocked(s *shard, ch, region uint32, withSketch bool) *cellPart {
-	k := cellKey(ch, region)
-	c := p.cells[k]
-	if c == nil {
-		c = &cellPart{}
-		if withSketch {
-			c.sk = s.newSketch()
-		}
-		p.cells[k] = c
+// creditLocked counts device h on ch (in region) in this minute.
+func (p *partial) creditLocked(h uint64, ch, region uint32) {
+	p.chanLocked(ch).add(h)
+	p.total.add(h)
+	if region != 0 {
+		p.cellLocked(ch, region).add(h)
 	}
-	return c
 }
 
 // ingest applies items (all hashed onto this shard) and returns how many it
@@ -166,12 +148,7 @@ func (s *shard) countEventLocked(it *item, m int64) {
 	if it.kind == event.Standby || it.ch == 0 {
 		return
 	}
-	p := s.partialLocked(m)
-	p.chanLocked(s, it.ch).sk.AddHash(it.hash)
-	p.total.AddHash(it.hash)
-	if it.region != 0 {
-		p.cellLocked(s, it.ch, it.region, true).sk.AddHash(it.hash)
-	}
+	s.partialLocked(m).creditLocked(it.hash, it.ch, it.region)
 }
 
 // takeLocked removes and returns the partial of minute m (nil if none) and

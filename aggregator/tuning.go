@@ -212,15 +212,7 @@ func (s *shard) flushLocked(d *device) {
 		}
 	}
 	d.accN = 0
-	p := s.partialLocked(d.accMin)
-	c := p.chanLocked(s, best.ch)
-	c.sk.AddHash(d.hash)
-	c.count++
-	p.total.AddHash(d.hash)
-	p.devices++
-	if d.region != 0 {
-		p.cellLocked(s, best.ch, d.region, false).count++
-	}
+	s.partialLocked(d.accMin).creditLocked(d.hash, best.ch, d.region)
 }
 
 // creditMinuteLocked credits every device for minute m before the minute is

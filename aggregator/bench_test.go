@@ -1,0 +1,246 @@
+package aggregator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/sketch"
+)
+
+var benchStart = time.Date(2025, 3, 14, 20, 0, 0, 0, time.UTC)
+
+// synthetic returns n events of devices boxes over channels with Zipf-like
+// popularity, spread over minutes minutes from benchStart, in time order.
+func synthetic(n, devices, channels, minutes int, seed uint64) []event.Event {
+	r := rand.New(rand.NewPCG(seed, 1))
+	zipf := rand.NewZipf(r, 1.1, 2, uint64(channels-1))
+	chNames := make([][]byte, channels)
+	for i := range chNames {
+		chNames[i] = fmt.Appendf(nil, "ch-%03d", i)
+	}
+	regions := make([][]byte, 40)
+	for i := range regions {
+		regions[i] = fmt.Appendf(nil, "r-%02d", i)
+	}
+	evs := make([]event.Event, n)
+	span := int64(minutes) * msPerMinute
+	for i := range evs {
+		d := r.IntN(devices)
+		evs[i] = event.Event{
+			Device:  fmt.Appendf(nil, "stb-%012d", d),
+			Channel: chNames[zipf.Uint64()],
+			Region:  regions[d%len(regions)],
+			TS:      benchStart.UnixMilli() + int64(i)*span/int64(n),
+			Kind:    event.Tune,
+		}
+	}
+	return evs
+}
+
+func benchKey(tb testing.TB) *sketch.Key {
+	k, err := sketch.KeyFromBytes([]byte("bench-key-000016"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// frames encodes evs as binary batch frames of size events each.
+func frames(tb testing.TB, evs []event.Event, size int) [][]byte {
+	var out [][]byte
+	var enc event.BatchEncoder
+	for i := range evs {
+		if err := enc.Add(&evs[i]); err != nil {
+			tb.Fatal(err)
+		}
+		if enc.Len() == size || i == len(evs)-1 {
+			out = append(out, enc.AppendFrame(nil, false))
+			enc.Reset()
+		}
+	}
+	return out
+}
+
+// BenchmarkIngest is the in-process pipeline on one goroutine: decode a
+// binary batch, hash every device with the secret key, insert into the
+// minute's sketches (events model) or the tuning table (tuning model).
+func BenchmarkIngest(b *testing.B) {
+	evs := synthetic(1<<20, 200_000, 300, 10, 1)
+	fs := frames(b, evs, 256)
+	for _, model := range []Model{Events, Tuning} {
+		b.Run(model.String(), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Model, cfg.Key = model, benchKey(b)
+			cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
+			a, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := a.NewWriter()
+			var dec event.Decoder
+			var rej event.Rejections
+			batch := make([]event.Event, 0, 256)
+			// Warm up: every device and channel seen once.
+			for _, f := range fs {
+				w.Write(dec.Decode(batch[:0], f, &rej), &rej)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			n := 0
+			for i := 0; b.Loop(); i++ {
+				batch = dec.Decode(batch[:0], fs[i%len(fs)], &rej)
+				n += w.Write(batch, &rej)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			if rej.Total() != 0 {
+				b.Fatalf("rejections: %+v %v", rej.Count, rej.First)
+			}
+		})
+	}
+}
+
+// BenchmarkIngestParallel is the same pipeline with one writer per core.
+func BenchmarkIngestParallel(b *testing.B) {
+	evs := synthetic(1<<20, 200_000, 300, 10, 1)
+	fs := frames(b, evs, 256)
+	for _, model := range []Model{Events, Tuning} {
+		b.Run(model.String(), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Model, cfg.Key = model, benchKey(b)
+			cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
+			a, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := a.NewWriter()
+			var dec event.Decoder
+			for _, f := range fs {
+				w.Write(dec.Decode(nil, f, nil), nil)
+			}
+			var mu sync.Mutex
+			total := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := a.NewWriter()
+				var dec event.Decoder
+				batch := make([]event.Event, 0, 256)
+				n, i := 0, rand.IntN(len(fs))
+				for pb.Next() {
+					batch = dec.Decode(batch[:0], fs[i%len(fs)], nil)
+					n += w.Write(batch, nil)
+					i++
+				}
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			})
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkWriteJSON is the JSON single-event path: one object per message.
+func BenchmarkWriteJSON(b *testing.B) {
+	evs := synthetic(1<<16, 200_000, 300, 10, 2)
+	msgs := make([][]byte, len(evs))
+	for i := range evs {
+		msgs[i] = event.AppendJSON(nil, &evs[i])
+	}
+	cfg := DefaultConfig()
+	cfg.Key = benchKey(b)
+	cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
+	a, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := a.NewWriter()
+	var dec event.Decoder
+	batch := make([]event.Event, 0, 1)
+	b.ReportAllocs()
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		batch = dec.Decode(batch[:0], msgs[i%len(msgs)], nil)
+		n += w.Write(batch, nil)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// dayOfMinutes returns an aggregator holding 24 h of sealed minutes: ten
+// minutes really ingested (channels Zipf-distributed over 500k boxes, the
+// biggest dense, the long tail sparse), then replayed as every minute of the
+// day through the store, so hourly rollups are built as in service.
+func dayOfMinutes(tb testing.TB, channels int) *Aggregator {
+	cfg := DefaultConfig()
+	cfg.Model, cfg.Key = Events, benchKey(tb)
+	cfg.Now = func() time.Time { return benchStart.Add(48 * time.Hour) }
+	a, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	evs := synthetic(2_000_000, 500_000, channels, 10, 3)
+	a.NewWriter().Write(evs, nil)
+	a.SealThrough(benchStart.Add(10 * time.Minute).UnixMilli())
+	tmpl := a.Minutes(benchStart, benchStart.Add(10*time.Minute))
+	if len(tmpl) != 10 {
+		tb.Fatalf("template minutes: %d", len(tmpl))
+	}
+	for m := 10; m < 24*60; m++ {
+		min := *tmpl[m%10]
+		min.Start = benchStart.Add(time.Duration(m) * time.Minute)
+		a.store.put(&min, a)
+	}
+	return a
+}
+
+// BenchmarkQuery24h measures the queries over a day of sealed minutes.
+func BenchmarkQuery24h(b *testing.B) {
+	a := dayOfMinutes(b, 500)
+	from, to := benchStart, benchStart.Add(24*time.Hour)
+	b.Run("audience-curve", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Audience("ch-000", from, to); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reach-one-channel", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Reach([]string{"ch-000"}, from, to); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reach-all-channels", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Reach(nil, from, to); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reach-ten-channels-unaligned", func(b *testing.B) {
+		chans := make([]string, 10)
+		for i := range chans {
+			chans[i] = fmt.Sprintf("ch-%03d", i)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Reach(chans, from.Add(30*time.Minute), to.Add(-30*time.Minute)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("now", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Now()
+		}
+	})
+}
