@@ -212,7 +212,6 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 	if !ok {
 		return time.Time{}, nil
 	}
-	chNames := a.channels.all()
 	maxTS := a.maxTS.Load()
 	if maxTS == 0 {
 		return time.Time{}, nil
@@ -232,6 +231,7 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 			}
 			s.mu.Unlock()
 		}
+		chNames := a.channels.all() // after the shards: it names every id they hold
 		for ch, n := range counts {
 			cm := ChannelMinute{Channel: chNames[ch], Audience: exact(n)}
 			cm.Share = float64(n) / float64(total)
@@ -265,6 +265,7 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 			}
 			s.mu.Unlock()
 		}
+		chNames := a.channels.all() // after the shards: it names every id they hold
 		for ch, n := range counts {
 			cm := ChannelMinute{Channel: chNames[ch], Audience: exact(n)}
 			if total > 0 {
