@@ -1,16 +1,8 @@
 package aggregator
 
-// hashSet is an exact set of keyed device hashes: the open minute's state of
-// one channel (or region cell, or the total) in one shard. Open addressing
-// with linear probing over a power-of-two table; 0 marks an empty slot, so
-// the (2^-64 likely) hash 0 is stored as 1.
-//
-// Why not insert into a HyperLogLog directly: the sparse representation of
-// the sketch library costs 100–400 ns per insert (a hash-set insert plus
-// periodic sorted rebuilds of its list, quadratic in the list's size), which
-// is most of a 66 ns per-event budget several times over. An exact set costs
-// a few ns per insert, makes every open-minute audience exact, and is turned
-// into a sketch once, in bulk, when the minute is sealed.
+// hashSet is an exact set of keyed device hashes, the small form of a
+// counter. Open addressing with linear probing over a power-of-two table; 0
+// marks an empty slot, so the (2^-64 likely) hash 0 is stored as 1.
 type hashSet struct {
 	slots []uint64
 	n     int

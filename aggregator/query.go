@@ -238,9 +238,21 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 			out = append(out, cm)
 		}
 	} else {
-		// The shards' sets of minute m are disjoint: their sizes add up.
+		// The shards count disjoint devices: their counts add up. A dense
+		// counter is estimated on a clone, outside the shard lock.
 		counts := make(map[uint32]uint64)
 		var total uint64
+		var dense []*sketch.Sketch
+		var denseCh []uint32
+		count := func(ch uint32, c *counter) {
+			if c.exact() {
+				counts[ch] += uint64(c.set.len())
+				total += uint64(c.set.len())
+				return
+			}
+			dense = append(dense, c.dense.Clone())
+			denseCh = append(denseCh, ch)
+		}
 		for _, s := range a.shards {
 			s.mu.Lock()
 			for _, p := range s.open {
@@ -248,22 +260,25 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 					continue
 				}
 				if region == "" {
-					total += uint64(p.total.len())
 					for ch := range p.chans {
-						if n := p.chans[ch].len(); n > 0 {
-							counts[uint32(ch)] += uint64(n)
+						if p.chans[ch].credits > 0 {
+							count(uint32(ch), &p.chans[ch])
 						}
 					}
 					continue
 				}
 				for k, c := range p.cells {
 					if uint32(k) == regionID {
-						counts[uint32(k>>32)] += uint64(c.len())
-						total += uint64(c.len())
+						count(uint32(k>>32), c)
 					}
 				}
 			}
 			s.mu.Unlock()
+		}
+		for i, sk := range dense {
+			n := sk.Estimate().Value
+			counts[denseCh[i]] += n
+			total += n
 		}
 		chNames := a.channels.all() // after the shards: it names every id they hold
 		for ch, n := range counts {

@@ -161,49 +161,39 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	chNames := a.channels.all()
 	regNames := a.regions.all()
 
-	// Shards own disjoint devices: a minute's set is the concatenation of
-	// the shards' sets, its exact audience the sum of their sizes.
-	var keys []uint64
-	gather := func(set func(*partial) *hashSet) []uint64 {
-		keys = keys[:0]
-		for _, p := range parts {
-			if s := set(p); s != nil {
-				keys = s.appendTo(keys)
-			}
-		}
-		return keys
-	}
-
+	var cs []*counter
 	min := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC()}
-	total := gather(func(p *partial) *hashSet { return &p.total })
-	min.Total = exact(uint64(len(total)))
-	min.total = a.sketchOf(total)
+	for _, p := range parts {
+		cs = append(cs, &p.total)
+	}
+	min.Total, min.total = a.combine(cs, true)
 	nch := 0
 	for _, p := range parts {
 		nch = max(nch, len(p.chans))
 	}
 	for ch := 1; ch < nch; ch++ {
-		devs := gather(func(p *partial) *hashSet {
-			if ch < len(p.chans) {
-				return &p.chans[ch]
+		cs = cs[:0]
+		for _, p := range parts {
+			if ch < len(p.chans) && p.chans[ch].credits > 0 {
+				cs = append(cs, &p.chans[ch])
 			}
-			return nil
-		})
-		if len(devs) == 0 {
+		}
+		if len(cs) == 0 {
 			continue
 		}
-		cm := ChannelMinute{Channel: chNames[ch], Audience: exact(uint64(len(devs))), sk: a.sketchOf(devs)}
+		cm := ChannelMinute{Channel: chNames[ch]}
+		cm.Audience, cm.sk = a.combine(cs, true)
 		if min.Total.Value > 0 {
 			cm.Share = float64(cm.Audience.Value) / float64(min.Total.Value)
 		}
 		min.Channels = append(min.Channels, cm)
 	}
-	cells := make(map[uint64]uint64)
+	cells := make(map[uint64][]*counter)
 	flows := make(map[uint64]uint64)
 	zaps := make(map[uint32]uint64)
 	for _, p := range parts {
 		for k, c := range p.cells {
-			cells[k] += uint64(c.len())
+			cells[k] = append(cells[k], c)
 		}
 		for k, n := range p.flows {
 			flows[k] += uint64(n)
@@ -223,8 +213,9 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	for i, c := range min.Channels {
 		min.byName[c.Channel] = i
 	}
-	for k, n := range cells {
-		min.Cells = append(min.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: exact(n)})
+	for k, cs := range cells {
+		est, _ := a.combine(cs, false)
+		min.Cells = append(min.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: est})
 	}
 	sort.Slice(min.Cells, func(i, j int) bool {
 		x, y := min.Cells[i], min.Cells[j]
@@ -258,15 +249,53 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 
 func exact(n uint64) sketch.Estimate { return sketch.Estimate{Value: n, Low: n, High: n} }
 
-// sketchOf returns a sketch of the device hashes keys, compacted so that it
-// can be shared with queries (the library's Estimate mutates).
-func (a *Aggregator) sketchOf(keys []uint64) *sketch.Sketch {
-	sk := a.newSketch()
-	for _, h := range keys {
-		sk.AddHash(h)
+// combine merges the shards' counters of one audience (they count disjoint
+// devices) into its estimate and, if wanted or needed for the estimate, its
+// sketch, compacted so that it can be shared with queries (the library's
+// Estimate mutates). The audience is exact when it can be: in the Tuning
+// model always (a device is credited once per minute, so credits add up), in
+// the Events model while every counter still holds an exact set.
+func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *sketch.Sketch) {
+	var credits, exactN uint64
+	allExact := true
+	for _, c := range cs {
+		credits += uint64(c.credits)
+		exactN += uint64(c.set.len())
+		allExact = allExact && c.exact()
 	}
-	sk.Estimate()
-	return sk
+	var est sketch.Estimate
+	switch {
+	case a.cfg.Model == Tuning:
+		est = exact(credits)
+	case allExact:
+		est = exact(exactN)
+	}
+	if !wantSketch && (allExact || a.cfg.Model == Tuning) {
+		return est, nil
+	}
+	var sk *sketch.Sketch
+	if allExact {
+		sk = a.newSketch()
+	} else {
+		sk = a.newUnion()
+		for _, c := range cs {
+			if c.dense != nil {
+				mustMerge(sk, c.dense)
+			}
+		}
+	}
+	for _, c := range cs {
+		for _, h := range c.set.slots {
+			if h != 0 {
+				sk.AddHash(h)
+			}
+		}
+	}
+	e := sk.Estimate()
+	if a.cfg.Model == Events && !allExact {
+		est = e
+	}
+	return est, sk
 }
 
 func (a *Aggregator) newSketch() *sketch.Sketch {

@@ -40,14 +40,14 @@ func newShard(a *Aggregator) *shard {
 
 func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) }
 
-// partial is one shard's share of one open minute. Its sets are exact; the
-// sealer turns them into sketches. Shards own disjoint devices, so the
-// shards' sets of one minute are disjoint and their sizes add up.
+// partial is one shard's share of one open minute; the sealer turns its
+// counters into the minute's sketches and counts. Shards own disjoint
+// devices, so the shards' counters of one minute count disjoint devices.
 type partial struct {
 	minute int64
-	chans  []hashSet // by channel id
-	total  hashSet
-	cells  map[uint64]*hashSet // cellKey(ch, region) → devices in that region
+	chans  []counter // by channel id
+	total  counter
+	cells  map[uint64]*counter // cellKey(ch, region) → devices in that region
 	flows  map[uint64]uint32   // cellKey(from, to) → devices (tuning)
 	zaps   map[uint32]uint32   // region → tune events
 }
@@ -67,7 +67,7 @@ func (s *shard) partialLocked(m int64) *partial {
 	}
 	p := &partial{
 		minute: m,
-		cells:  make(map[uint64]*hashSet),
+		cells:  make(map[uint64]*counter),
 		zaps:   make(map[uint32]uint32),
 	}
 	if s.a.cfg.Model == Tuning {
@@ -80,31 +80,31 @@ func (s *shard) partialLocked(m int64) *partial {
 	return p
 }
 
-func (p *partial) chanLocked(ch uint32) *hashSet {
+func (p *partial) chanLocked(ch uint32) *counter {
 	if int(ch) >= len(p.chans) {
-		chans := make([]hashSet, max(int(ch)+1, 2*len(p.chans), 16))
+		chans := make([]counter, max(int(ch)+1, 2*len(p.chans), 16))
 		copy(chans, p.chans)
 		p.chans = chans
 	}
 	return &p.chans[ch]
 }
 
-func (p *partial) cellLocked(ch, region uint32) *hashSet {
+func (p *partial) cellLocked(ch, region uint32) *counter {
 	k := cellKey(ch, region)
 	c := p.cells[k]
 	if c == nil {
-		c = &hashSet{}
+		c = &counter{}
 		p.cells[k] = c
 	}
 	return c
 }
 
 // creditLocked counts device h on ch (in region) in this minute.
-func (p *partial) creditLocked(h uint64, ch, region uint32) {
-	p.chanLocked(ch).add(h)
-	p.total.add(h)
+func (p *partial) creditLocked(a *Aggregator, h uint64, ch, region uint32) {
+	p.chanLocked(ch).add(a, h)
+	p.total.add(a, h)
 	if region != 0 {
-		p.cellLocked(ch, region).add(h)
+		p.cellLocked(ch, region).add(a, h)
 	}
 }
 
@@ -148,7 +148,7 @@ func (s *shard) countEventLocked(it *item, m int64) {
 	if it.kind == event.Standby || it.ch == 0 {
 		return
 	}
-	s.partialLocked(m).creditLocked(it.hash, it.ch, it.region)
+	s.partialLocked(m).creditLocked(s.a, it.hash, it.ch, it.region)
 }
 
 // takeLocked removes and returns the partial of minute m (nil if none) and

@@ -212,7 +212,7 @@ func (s *shard) flushLocked(d *device) {
 		}
 	}
 	d.accN = 0
-	s.partialLocked(d.accMin).creditLocked(d.hash, best.ch, d.region)
+	s.partialLocked(d.accMin).creditLocked(s.a, d.hash, best.ch, d.region)
 }
 
 // creditMinuteLocked credits every device for minute m before the minute is

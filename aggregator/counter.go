@@ -1,0 +1,56 @@
+package aggregator
+
+import "github.com/ratingsd/ratingsd/sketch"
+
+// denseAbove is the size at which a counter trades its exact set for dense
+// registers: 1024 hashes fill a 2048-slot table of 16 KiB, the size of the
+// dense registers at the default precision, so a counter never holds more
+// than that; and a small audience stays exact.
+const denseAbove = 1024
+
+// counter is one shard's open-minute audience of a channel, a region cell or
+// the total. It is an exact set of keyed hashes while small (a few ns per
+// insert in a table that stays in cache) and dense HyperLogLog registers past
+// denseAbove (one register update in 2^p bytes: a big channel's sketch stays
+// in cache however large its audience). Either way it is turned into the
+// minute's sketch once, when the minute is sealed.
+//
+// Why not insert into a sketch from the start: the library's sparse
+// representation costs 100–400 ns per insert (a hash-set insert plus periodic
+// sorted rebuilds of its list), and an exact set that grows past the caches
+// costs a DRAM miss per insert (profiled: 60% of ingest time).
+type counter struct {
+	set   hashSet
+	dense *sketch.Sketch // nil while exact
+	// credits counts add calls. In the Tuning model a device is credited at
+	// most once per minute, so it is the exact audience even when dense.
+	credits uint32
+}
+
+func (c *counter) add(a *Aggregator, h uint64) {
+	c.credits++
+	if c.dense != nil {
+		c.dense.AddHash(h)
+		return
+	}
+	if c.set.add(h) && c.set.len() > denseAbove {
+		c.dense = a.newUnion()
+		for _, k := range c.set.slots {
+			if k != 0 {
+				c.dense.AddHash(k)
+			}
+		}
+		c.set = hashSet{}
+	}
+}
+
+// exact reports whether the counter still holds its devices exactly.
+func (c *counter) exact() bool { return c.dense == nil }
+
+func (a *Aggregator) newUnion() *sketch.Sketch {
+	sk, err := sketch.NewUnion(a.cfg.Key, a.cfg.Precision)
+	if err != nil {
+		panic("BUG: precision validated in Config: " + err.Error())
+	}
+	return sk
+}
