@@ -1,0 +1,313 @@
+package event
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// The binary batch frame, version 1. Its byte layout is frozen by the golden
+// files in testdata/event and documented in docs/wire-format.md:
+//
+//	header  magic F5 52 54 56 ("\xF5RTV") | version 01 | flags | count uvarint
+//	body    base_ts uvarint
+//	        n_channels uvarint | n_channels × len u8 | the channel names
+//	        n_regions uvarint  | n_regions × len u8  | the region names
+//	        count × record
+//	record  kind u8 | device_len u8 | ts_delta zigzag varint |
+//	        channel_index uvarint | region_index uvarint | device
+//
+// With flags&flagS2 the body is one S2 block (klauspost/compress/s2, block
+// format). 0xF5 never occurs in UTF-8, so no text message starts like a frame.
+var frameMagic = [4]byte{0xF5, 'R', 'T', 'V'}
+
+const (
+	frameVersion = 1
+	// flagS2: the body is an S2 block.
+	flagS2 = 1 << 0
+	// minRecordLen is the smallest record (every field one byte, no device):
+	// truncation rejects no more events than the remaining bytes could hold.
+	minRecordLen = 5
+	// maxRecordLen is the largest record Add writes.
+	maxRecordLen = 2 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen32 + MaxDeviceLen
+	// maxRemembered bounds the names a BatchEncoder remembers across Reset:
+	// more than any channel line-up, and a flood of random names cannot make
+	// the encoder grow without bound.
+	maxRemembered = 1 << 14
+)
+
+func isFrame(msg []byte) bool {
+	return len(msg) >= len(frameMagic) && [4]byte(msg[:4]) == frameMagic
+}
+
+// dictEntry is a name of a frame's channel or region dictionary, checked once
+// per frame rather than once per event.
+type dictEntry struct {
+	name []byte
+	// kinds has bit k set if an event of Kind k may carry this name: all three
+	// for a valid name, only Standby for the empty channel, none for a name
+	// that breaks the contract.
+	kinds uint8
+}
+
+const allKinds = 1<<Tune | 1<<Heartbeat | 1<<Standby
+
+// decodeFrame decodes the binary frame msg (isFrame(msg) holds).
+func (d *Decoder) decodeFrame(dst []Event, msg []byte, rej *Rejections) []Event {
+	if len(msg) < len(frameMagic)+3 {
+		if rej.add(Malformed, 1) {
+			rej.First = errorf(Malformed, "frame header is truncated: %d bytes", len(msg))
+		}
+		return dst
+	}
+	if v := msg[4]; v != frameVersion {
+		if rej.add(Malformed, 1) {
+			rej.First = errorf(Malformed, "frame version %d is not supported (want %d)", v, frameVersion)
+		}
+		return dst
+	}
+	flags := msg[5]
+	if flags&^flagS2 != 0 {
+		if rej.add(Malformed, 1) {
+			rej.First = errorf(Malformed, "frame flags 0x%02x have unknown bits", flags)
+		}
+		return dst
+	}
+	count, n := binary.Uvarint(msg[6:])
+	if n <= 0 {
+		if rej.add(Malformed, 1) {
+			rej.First = &Error{Malformed, "frame header: bad event count varint at offset 6"}
+		}
+		return dst
+	}
+	if max := d.maxBatchEvents(); count > uint64(max) {
+		if rej.add(TooLarge, 1) {
+			rej.First = errorf(TooLarge, "frame claims %d events, max %d", count, max)
+		}
+		return dst
+	}
+	hdr := 6 + n
+	body := msg[hdr:]
+	if flags&flagS2 != 0 {
+		size, err := s2.DecodedLen(body)
+		if err != nil {
+			if rej.add(Malformed, 1) {
+				rej.First = errorf(Malformed, "frame S2 body: %v", err)
+			}
+			return dst
+		}
+		if max := d.maxBodyBytes(); size > max {
+			if rej.add(TooLarge, 1) {
+				rej.First = errorf(TooLarge, "frame S2 body decodes to %d bytes, max %d", size, max)
+			}
+			return dst
+		}
+		out, err := s2.Decode(d.body, body)
+		if err != nil {
+			if rej.add(Malformed, 1) {
+				rej.First = errorf(Malformed, "frame S2 body: %v", err)
+			}
+			return dst
+		}
+		d.body, body = out, out
+	}
+	return d.decodeBody(dst, body, int(count), hdr, rej)
+}
+
+// decodeBody decodes the records of a frame body; hdr is the header length,
+// so that offsets in errors count bytes of the uncompressed frame.
+func (d *Decoder) decodeBody(dst []Event, p []byte, count, hdr int, rej *Rejections) []Event {
+	start := len(p) + hdr // offset of a position: start - len(rest)
+	base, n := binary.Uvarint(p)
+	if n <= 0 || base > maxTS {
+		return rejectRest(dst, rej, count, len(p), start-len(p), "base ts is truncated or out of range")
+	}
+	p = p[n:]
+	var what string
+	if d.channels, p, what = readDict(d.channels[:0], p, count, MaxChannelLen, 1<<Standby); what != "" {
+		return rejectRest(dst, rej, count, len(p), start-len(p), "channel dictionary: "+what)
+	}
+	if d.regions, p, what = readDict(d.regions[:0], p, count, MaxRegionLen, allKinds); what != "" {
+		return rejectRest(dst, rej, count, len(p), start-len(p), "region dictionary: "+what)
+	}
+	dst = slices.Grow(dst, min(count, len(p)/minRecordLen))
+	for k := 0; k < count; k++ {
+		// Records go through the fast loop; one it cannot take (a long
+		// varint, a rejection, truncation) is decoded here, and the fast loop
+		// resumes after it.
+		if dst, p, k = fastRecords(dst, p, k, count, d.channels, d.regions, int64(base)); k == count {
+			break
+		}
+		var ok bool
+		if dst, p, ok = d.record(dst, p, k, start-len(p), int64(base), rej); !ok {
+			return rejectRest(dst, rej, count-k, len(p), start-len(p), "record is truncated")
+		}
+	}
+	if len(p) > 0 {
+		if rej.add(Malformed, 1) {
+			rej.First = errorf(Malformed, "frame has %d bytes after its %d records", len(p), count)
+		}
+	}
+	return dst
+}
+
+// fastRecords decodes records k.. of a frame body while they are valid and
+// their varints short (ts delta and channel index up to two bytes, region
+// index one), and returns at the first record that is not, or at count. It
+// keeps few variables live so that they stay in registers: one loop with the
+// rejection paths spilled them and cost twice as much. The caller
+// guarantees cap(dst)-len(dst) >= len(p)/minRecordLen.
+func fastRecords(dst []Event, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]Event, []byte, int) {
+	i := 0 // offset of record k in p
+	for ; k < count && len(p)-i >= minRecordLen; k++ {
+		r := p[i:]
+		kind, devLen := r[0], int(r[1])
+		delta, j := uint64(r[2]), 3
+		if delta >= 0x80 {
+			if r[3] >= 0x80 {
+				break
+			}
+			delta, j = delta&0x7f|uint64(r[3])<<7, 4
+		}
+		if j+2 > len(r) {
+			break
+		}
+		ci := uint64(r[j])
+		if ci >= 0x80 {
+			if j+3 > len(r) || r[j+1] >= 0x80 {
+				break
+			}
+			ci = ci&0x7f | uint64(r[j+1])<<7
+			j++
+		}
+		ri := uint64(r[j+1])
+		j += 2
+		if ri >= 0x80 || len(r)-j < devLen || ci >= uint64(len(channels)) || ri >= uint64(len(regions)) {
+			break
+		}
+		ch, rg := &channels[ci], &regions[ri]
+		ts := base + unzigzag(delta)
+		if uint(devLen-1) >= MaxDeviceLen || (ch.kinds&rg.kinds)>>kind&1 == 0 || uint64(ts-1) >= maxTS {
+			break
+		}
+		// Field by field: a composite literal is built on the stack and
+		// copied with 16-byte loads that stall on store forwarding.
+		n := len(dst)
+		dst = dst[:n+1]
+		e := &dst[n]
+		e.Device, e.Channel, e.Region, e.TS, e.Kind = r[j:j+devLen:j+devLen], ch.name, rg.name, ts, Kind(kind)
+		i += j + devLen
+	}
+	return dst, p[i:], k
+}
+
+// record decodes record k at p[0:] (offset off in the frame) with every
+// check, appending its event to dst or counting its rejection. ok is false
+// if the record is truncated.
+func (d *Decoder) record(dst []Event, p []byte, k, off int, base int64, rej *Rejections) (_ []Event, _ []byte, ok bool) {
+	if len(p) < minRecordLen {
+		return dst, p, false
+	}
+	kind, devLen := p[0], int(p[1])
+	delta, j := uvarintAt(p, 2)
+	ci, j := uvarintAt(p, j)
+	ri, j := uvarintAt(p, j)
+	if j < 0 || len(p)-j < devLen {
+		return dst, p, false
+	}
+	dev := p[j : j+devLen : j+devLen]
+	p = p[j+devLen:]
+	if ci >= uint64(len(d.channels)) || ri >= uint64(len(d.regions)) {
+		if rej.add(Malformed, 1) {
+			rej.First = errorf(Malformed, "record %d at offset %d: channel index %d of %d or region index %d of %d is out of range",
+				k, off, ci, len(d.channels), ri, len(d.regions))
+		}
+		return dst, p, true
+	}
+	ev := Event{Device: dev, Channel: d.channels[ci].name, Region: d.regions[ri].name, TS: base + unzigzag(delta), Kind: Kind(kind)}
+	if prob := ev.check(); prob != fine {
+		if rej.add(prob.reason(), 1) {
+			rej.First = errorf(prob.reason(), "record %d at offset %d: %s", k, off, ev.explain(prob).Detail)
+		}
+		return dst, p, true
+	}
+	return append(dst, ev), p, true
+}
+
+// rejectRest counts the events of a frame that can no longer be read as
+// malformed: the claimed remaining events, but no more than the remaining
+// bytes could hold (a partial record counts as one), and at least one.
+func rejectRest(dst []Event, rej *Rejections, left, rest, off int, what string) []Event {
+	n := min(left, (rest+minRecordLen-1)/minRecordLen)
+	if n < 1 {
+		n = 1
+	}
+	if rej.add(Malformed, n) {
+		rej.First = errorf(Malformed, "frame at offset %d: %s (%d events lost)", off, what, n)
+	}
+	return dst
+}
+
+// readDict reads a dictionary of at most max names into dict: their count,
+// then every length, then the names back to back, so that the names are
+// checked with one ValidName over all of them (a call per name cost more
+// than the records they serve). A valid non-empty name (at most maxLen bytes
+// of [A-Za-z0-9._-]) admits all kinds, the empty name emptyKinds, an invalid
+// name none. what describes a framing error.
+func readDict(dict []dictEntry, p []byte, max, maxLen int, emptyKinds uint8) (_ []dictEntry, _ []byte, what string) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 {
+		return dict, p, "bad size varint"
+	}
+	if n > uint64(max) {
+		return dict, p, "more names than events"
+	}
+	p = p[k:]
+	if uint64(len(p)) < n {
+		return dict, p, "name lengths are truncated"
+	}
+	lens := p[:n]
+	p = p[n:]
+	total := 0
+	for _, l := range lens {
+		total += int(l)
+	}
+	if len(p) < total {
+		return dict, p, "names are truncated"
+	}
+	names := p[:total]
+	p = p[total:]
+	allValid := ValidName(names)
+	dict = slices.Grow(dict[:0], len(lens))[:len(lens)]
+	for i, l := range lens {
+		e := &dict[i]
+		e.name, names = names[:l:l], names[l:]
+		switch {
+		case l == 0:
+			e.kinds = emptyKinds
+		case int(l) <= maxLen && (allValid || ValidName(e.name)):
+			e.kinds = allKinds
+		default:
+			e.kinds = 0
+		}
+	}
+	return dict, p, ""
+}
+
+// uvarintAt decodes the uvarint at p[i:] and returns it with the index after
+// it; the index is negative if p ends first, the varint is longer than 10
+// bytes or i is already negative, so calls can be chained and checked once.
+func uvarintAt(p []byte, i int) (uint64, int) {
+	if i < 0 || i >= len(p) {
+		return 0, -1
+	}
+	v, n := binary.Uvarint(p[i:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, i + n
+}
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }

@@ -1,0 +1,222 @@
+package event_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/s2"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+)
+
+// rawFrame builds frames byte by byte, to make what BatchEncoder never writes.
+type rawFrame struct {
+	head     string // replaces magic, version, flags and count if set
+	flags    byte
+	count    int // -1: len(records)
+	base     uint64
+	channels []string
+	regions  []string
+	records  [][]byte
+	tail     []byte
+}
+
+func (f rawFrame) bytes() []byte {
+	var b []byte
+	if f.head != "" {
+		b = append(b, f.head...)
+	} else {
+		b = append(b, "\xF5RTV\x01"...)
+		b = append(b, f.flags)
+		n := f.count
+		if n < 0 {
+			n = len(f.records)
+		}
+		b = binary.AppendUvarint(b, uint64(n))
+	}
+	body := binary.AppendUvarint(nil, f.base)
+	for _, dict := range [][]string{f.channels, f.regions} {
+		body = binary.AppendUvarint(body, uint64(len(dict)))
+		for _, name := range dict {
+			body = append(body, byte(len(name)))
+		}
+		for _, name := range dict {
+			body = append(body, name...)
+		}
+	}
+	for _, r := range f.records {
+		body = append(body, r...)
+	}
+	body = append(body, f.tail...)
+	if f.flags&1 != 0 {
+		body = s2.Encode(nil, body)
+	}
+	return append(b, body...)
+}
+
+// rec is a frame record; devLen < 0 means len(dev).
+func rec(kind byte, devLen int, delta int64, ci, ri uint64, dev string) []byte {
+	if devLen < 0 {
+		devLen = len(dev)
+	}
+	b := []byte{kind, byte(devLen)}
+	b = binary.AppendVarint(b, delta)
+	b = binary.AppendUvarint(b, ci)
+	b = binary.AppendUvarint(b, ri)
+	return append(b, dev...)
+}
+
+func TestDecodeFrame(t *testing.T) {
+	f := func(fr rawFrame, wantEvents int, want counts) {
+		t.Helper()
+		var d event.Decoder
+		checkDecode(t, &d, fr.bytes(), wantEvents, want)
+	}
+	const base = 1764187200000
+	ok := rec(0, -1, 0, 0, 0, "stb-SECRET-1")
+	frame := func(records ...[]byte) rawFrame {
+		return rawFrame{count: -1, base: base, channels: []string{"npo1", ""}, regions: []string{"", "ams-03"}, records: records}
+	}
+	long := strings.Repeat("x", 65)
+
+	f(rawFrame{base: base}, 0, nil)
+	f(frame(ok, rec(1, -1, -1000, 0, 1, "stb-SECRET-2"), rec(2, -1, 5, 1, 0, "stb-SECRET-3")), 3, nil)
+	// Long varints take the careful path, and are fine.
+	f(frame(rec(0, -1, 1<<40, 0, 0, "stb-SECRET-1"), rec(0, -1, -1<<20, 0, 1, "stb-SECRET-2")), 2, nil)
+	big := frame(ok)
+	for i := range 20000 {
+		big.channels = append(big.channels, "ch"+strconv.Itoa(i))
+	}
+	big.records = append(big.records, rec(0, -1, 0, 19999, 1, "stb-SECRET-2"))
+	big.count = len(big.channels)
+	f(big, 2, counts{event.Malformed: 1}) // claims 20002 events; 2 follow, then truncation
+	s2frame := frame(ok, ok)
+	s2frame.flags = 1
+	f(s2frame, 2, nil)
+
+	// Headers that cannot be read: one rejection for the message.
+	f(rawFrame{head: "\xF5RTV"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x00"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x02\x00\x01"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x02\x01"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x00\x80\x80\x10"}, 0, counts{event.TooLarge: 1}) // 262144 events
+	f(rawFrame{head: "\xF5RTX\x01\x00\x00"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x01\x01" + "\xff\xff\xff\xff\x0f"}, 0, counts{event.TooLarge: 1}) // S2 bomb: 4 GiB
+	f(rawFrame{head: "\xF5RTV\x01\x01\x01" + "\x05garbage"}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x01\x01" + "\xff\xff\xff\xff\xff\xff"}, 0, counts{event.Malformed: 1})
+
+	// Framing errors: the claimed remaining events, at most what the bytes could hold.
+	noBase := frame(ok, ok)
+	noBase.base = 1 << 62
+	f(noBase, 0, counts{event.Malformed: 2})
+	tooMany := frame(ok)
+	tooMany.channels = []string{"a", "b"}
+	f(tooMany, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x00\x03", tail: []byte{0x80}}, 0, counts{event.Malformed: 1})
+	f(rawFrame{head: "\xF5RTV\x01\x00\x03" + "\x01\x01\x05n"}, 0, counts{event.Malformed: 1})
+	truncated := frame(ok, ok, ok[:len(ok)-1])
+	truncated.count = 10
+	f(truncated, 2, counts{event.Malformed: 4}) // 8 claimed, ceil(16 bytes / 5) could fit
+	truncated.count = 3
+	f(truncated, 2, counts{event.Malformed: 1})
+	overflow := frame(ok, []byte{0, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 'a', 'b', 'c', 'd', 'e'})
+	f(overflow, 1, counts{event.Malformed: 1})
+	trailing := frame(ok, ok)
+	trailing.tail = []byte("xyz")
+	f(trailing, 2, counts{event.Malformed: 1})
+
+	// Bad records whose framing is intact cost only themselves.
+	f(frame(ok, rec(0, -1, 0, 2, 0, "stb-SECRET-2"), ok), 2, counts{event.Malformed: 1})
+	f(frame(ok, rec(0, -1, 0, 0, 2, "stb-SECRET-2"), ok), 2, counts{event.Malformed: 1})
+	f(frame(ok, rec(0, -1, 0, 1<<40, 0, "stb-SECRET-2"), ok), 2, counts{event.Malformed: 1})
+	f(frame(ok, rec(3, -1, 0, 0, 0, "stb-SECRET-2"), rec(255, -1, 0, 0, 0, "stb-SECRET-2"), ok), 2, counts{event.BadKind: 2})
+	f(frame(ok, rec(0, -1, 0, 0, 0, ""), ok), 2, counts{event.BadDevice: 1})
+	f(frame(ok, rec(0, -1, 0, 0, 0, secret+long), ok), 2, counts{event.BadDevice: 1})
+	f(frame(ok, rec(0, -1, 0, 1, 0, "stb-SECRET-2"), rec(1, -1, 0, 1, 0, "stb-SECRET-2"), ok), 2, counts{event.BadChannel: 2})
+	f(frame(ok, rec(0, -1, -base, 0, 0, "stb-SECRET-2"), rec(0, -1, 253402300800000-base, 0, 0, "stb-SECRET-2")), 1, counts{event.BadTS: 2})
+	badNames := frame(ok, rec(0, -1, 0, 2, 0, "stb-SECRET-2"), rec(0, -1, 0, 3, 0, "stb-SECRET-2"), rec(0, -1, 0, 0, 2, "stb-SECRET-2"), rec(0, -1, 0, 0, 3, "stb-SECRET-2"))
+	badNames.channels = append(badNames.channels, "npo 1", long)
+	badNames.regions = append(badNames.regions, "ams/03", long)
+	f(badNames, 1, counts{event.BadChannel: 2, event.BadRegion: 2})
+	// Several problems: counted once, under the first in Validate's order.
+	f(frame(ok, ok, rec(9, 0, -base, 1, 0, "")), 2, counts{event.BadDevice: 1})
+}
+
+// TestBatchEncoderForgets makes the encoder remember more names than it
+// keeps across Reset; batches must stay right.
+func TestBatchEncoderForgets(t *testing.T) {
+	var d event.Decoder
+	var enc event.BatchEncoder
+	for batch := range 8 { // 8 × 4000 names: past maxRemembered, so Reset forgets
+		enc.Reset()
+		var evs []event.Event
+		for i := range 5000 {
+			evs = append(evs, event.Event{
+				Device:  []byte("stb-1"),
+				Channel: fmt.Appendf(nil, "c%d-%d", batch, i%(4000+batch)),
+				Region:  fmt.Appendf(nil, "r%d", i%3),
+				TS:      int64(1 + i),
+			})
+			if err := enc.Add(&evs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := checkDecode(t, &d, enc.AppendFrame(nil, false), len(evs), nil)
+		if diff := diffEvents(got, evs); diff != "" {
+			t.Fatalf("batch %d: %s", batch, diff)
+		}
+	}
+}
+
+func TestBatchEncoderAdd(t *testing.T) {
+	var enc event.BatchEncoder
+	first := event.Event{Device: []byte("stb-1"), Channel: []byte("npo1"), TS: 1764187200000}
+	if err := enc.Add(&first); err != nil {
+		t.Fatal(err)
+	}
+	before := enc.AppendFrame(nil, false)
+	f := func(ev event.Event) {
+		t.Helper()
+		err := enc.Add(&ev)
+		want := ev.Validate()
+		if want == nil {
+			t.Fatalf("test event is valid")
+		}
+		if e, ok := err.(*event.Error); !ok || *e != *want {
+			t.Errorf("Add: got %v, want %v", err, want)
+		}
+		if after := enc.AppendFrame(nil, false); !bytes.Equal(after, before) || enc.Len() != 1 || enc.Size() != len(before) {
+			t.Errorf("a rejected Add changed the batch")
+		}
+	}
+	long := []byte(strings.Repeat("x", 65))
+	f(event.Event{Channel: []byte("npo1"), TS: 1})
+	f(event.Event{Device: long, Channel: []byte("npo1"), TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: []byte("npo1"), TS: 1, Kind: 3})
+	f(event.Event{Device: []byte("d"), TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: long, TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: []byte("new channel"), TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: []byte("new-channel"), Region: []byte("new/region"), TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: []byte("npo1"), Region: long, TS: 1})
+	f(event.Event{Device: []byte("d"), Channel: []byte("npo1"), TS: 0})
+	f(event.Event{Device: []byte("d"), Channel: []byte("npo1"), TS: 253402300800000})
+	f(event.Event{Device: nil, Channel: []byte("bad channel"), Kind: 9, TS: -1})
+
+	// The batch is full at DefaultMaxBatchEvents.
+	enc.Reset()
+	for i := range event.DefaultMaxBatchEvents {
+		if err := enc.Add(&first); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	if err := enc.Add(&first); event.ReasonOf(err) != event.TooLarge {
+		t.Errorf("Add to a full batch: got %v, want a too_large error", err)
+	}
+	var d event.Decoder
+	checkDecode(t, &d, enc.AppendFrame(nil, true), event.DefaultMaxBatchEvents, nil)
+}
