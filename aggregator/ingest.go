@@ -85,7 +85,7 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 			continue
 		}
 		h := a.cfg.Key.Hash(e.Device)
-		s := h & a.mask
+		s := a.shardOf(h, ch)
 		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
 		batchMax = max(batchMax, e.TS)
 	}
@@ -103,6 +103,18 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 		a.advance(batchMax, wall.UnixNano())
 	}
 	return accepted
+}
+
+// shardOf picks the shard of an event. The Tuning model shards by device:
+// a device's tuning-table entry lives in one shard. The Events model has no
+// per-device state and shards by channel, so that each channel's (and region
+// cell's) counter of a minute exists once rather than once per shard: an
+// eighth of the memory to keep in cache on the per-event path.
+func (a *Aggregator) shardOf(h uint64, ch uint32) uint64 {
+	if a.cfg.Model == Events {
+		return uint64(ch) & a.mask
+	}
+	return h & a.mask
 }
 
 func (w *Writer) intern(cache map[string]uint32, n *names, name []byte) (uint32, bool) {

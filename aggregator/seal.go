@@ -249,12 +249,13 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 
 func exact(n uint64) sketch.Estimate { return sketch.Estimate{Value: n, Low: n, High: n} }
 
-// combine merges the shards' counters of one audience (they count disjoint
-// devices) into its estimate and, if wanted or needed for the estimate, its
-// sketch, compacted so that it can be shared with queries (the library's
-// Estimate mutates). The audience is exact when it can be: in the Tuning
-// model always (a device is credited once per minute, so credits add up), in
-// the Events model while every counter still holds an exact set.
+// combine merges the shards' counters of one audience into its estimate
+// and, if wanted or needed for the estimate, its sketch, compacted so that it
+// can be shared with queries (the library's Estimate mutates). The audience
+// is exact when it can be: in the Tuning model always (shards own disjoint
+// devices, each credited once per minute, so credits add up); in the Events
+// model while every counter still holds an exact set (a channel's counter is
+// in one shard; the totals of several shards overlap and are deduplicated).
 func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *sketch.Sketch) {
 	var credits, exactN uint64
 	allExact := true
@@ -262,6 +263,18 @@ func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *
 		credits += uint64(c.credits)
 		exactN += uint64(c.set.len())
 		allExact = allExact && c.exact()
+	}
+	if a.cfg.Model == Events && allExact && len(cs) > 1 {
+		var union hashSet
+		for _, c := range cs {
+			for _, h := range c.set.slots {
+				if h != 0 {
+					union.add(h)
+				}
+			}
+		}
+		exactN = uint64(union.len())
+		cs = []*counter{{set: union}}
 	}
 	var est sketch.Estimate
 	switch {
