@@ -1,0 +1,206 @@
+package sketch
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// benchSketch returns a sealed sketch of n random hashes at precision p.
+func benchSketch(b *testing.B, key *Key, p uint8, n int, seed uint64) *Sketch {
+	b.Helper()
+	s := mustNew(b, key, p)
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	for range n {
+		s.AddHash(r.Uint64())
+	}
+	s.Estimate()
+	return s
+}
+
+func BenchmarkKeyHash(b *testing.B) {
+	key := seqKey(b)
+	id := []byte("stb-000000012345") // 16 bytes
+	var sink uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		sink += key.Hash(id)
+	}
+	_ = sink
+}
+
+// BenchmarkAdd: keyed hash and dense insert, the per-event cost.
+func BenchmarkAdd(b *testing.B) {
+	s := benchSketch(b, seqKey(b), DefaultPrecision, 100_000, 1)
+	id := []byte("stb-000000012345")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		id[15] = byte(i)
+		id[14] = byte(i >> 8)
+		s.Add(id)
+		i++
+	}
+}
+
+func BenchmarkAddHash(b *testing.B) {
+	r := rand.New(rand.NewPCG(2, 2))
+	hashes := make([]uint64, 4096)
+	for i := range hashes {
+		hashes[i] = r.Uint64()
+	}
+	key := seqKey(b)
+	// Sparse: 4096 devices cycling into a p = 18 sketch, which stays sparse;
+	// the temporary set is compacted into the list every 2^18/100 inserts,
+	// which allocates.
+	b.Run("sparse", func(b *testing.B) {
+		s := mustNew(b, key, MaxPrecision)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.AddHash(hashes[i&4095])
+			i++
+		}
+		if isDense(b, s) {
+			b.Fatal("sketch went dense")
+		}
+	})
+	b.Run("dense", func(b *testing.B) {
+		s := benchSketch(b, key, DefaultPrecision, 100_000, 3)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.AddHash(hashes[i&4095])
+			i++
+		}
+	})
+}
+
+func BenchmarkEstimate(b *testing.B) {
+	key := seqKey(b)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"sparse", 1000}, {"dense", 100_000}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := benchSketch(b, key, DefaultPrecision, c.n, 4)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Estimate()
+			}
+		})
+	}
+	// The first estimate of a fresh sparse sketch compacts it.
+	b.Run("sparse-unsealed", func(b *testing.B) {
+		r := rand.New(rand.NewPCG(5, 5))
+		s := mustNew(b, key, DefaultPrecision)
+		b.ReportAllocs()
+		for b.Loop() {
+			for range 10 {
+				s.AddHash(r.Uint64())
+			}
+			s.Estimate()
+			if s.sparseBound > 1<<DefaultPrecision/2 {
+				b.StopTimer()
+				s = mustNew(b, key, DefaultPrecision)
+				b.StartTimer()
+			}
+		}
+	})
+}
+
+func BenchmarkMerge(b *testing.B) {
+	key := seqKey(b)
+	// sparse: a 1000-device sketch into one that holds it already.
+	b.Run("sparse", func(b *testing.B) {
+		o := benchSketch(b, key, DefaultPrecision, 1000, 6)
+		s := o.Clone()
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.Merge(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("dense", func(b *testing.B) {
+		o := benchSketch(b, key, DefaultPrecision, 100_000, 7)
+		s := benchSketch(b, key, DefaultPrecision, 100_000, 8)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.Merge(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkAppendBinary(b *testing.B) {
+	key := seqKey(b)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"sparse", 1000}, {"dense", 100_000}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := benchSketch(b, key, DefaultPrecision, c.n, 9)
+			buf, _ := s.AppendBinary(nil)
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = s.AppendBinary(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	key := seqKey(b)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"sparse", 1000}, {"dense", 100_000}} {
+		b.Run(c.name, func(b *testing.B) {
+			buf, _ := benchSketch(b, key, DefaultPrecision, c.n, 10).AppendBinary(nil)
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(buf, key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkUnion: a day of minute sketches (1440) merged and estimated, into
+// a sketch from New and into the dense accumulator from NewUnion.
+func BenchmarkUnion(b *testing.B) {
+	key := seqKey(b)
+	for _, c := range []struct {
+		name      string
+		perMinute int
+	}{{"sparse-50", 50}, {"sparse-2000", 2000}, {"dense-20000", 20_000}} {
+		day := make([]*Sketch, 1440)
+		for i := range day {
+			day[i] = benchSketch(b, key, DefaultPrecision, c.perMinute, uint64(i))
+		}
+		for _, ctor := range []struct {
+			name string
+			new  func(*Key, uint8) (*Sketch, error)
+		}{{"New", New}, {"NewUnion", NewUnion}} {
+			b.Run(c.name+"/"+ctor.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					u, _ := ctor.new(key, DefaultPrecision)
+					for _, s := range day {
+						if err := u.Merge(s); err != nil {
+							b.Fatal(err)
+						}
+					}
+					u.Estimate()
+				}
+			})
+		}
+	}
+}
