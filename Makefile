@@ -35,7 +35,7 @@ fuzz:
 	@set -e; for spec in $$(grep -r --include='*_test.go' '^func Fuzz' . | sed -E 's#^\./(.*)/[^/]+_test.go:func (Fuzz[A-Za-z0-9_]*).*#\1:\2#'); do \
 		pkg=$${spec%%:*}; fn=$${spec##*:}; \
 		echo "== fuzz ./$$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./$$pkg; \
 	done
 
 lint:
