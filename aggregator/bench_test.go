@@ -244,3 +244,36 @@ func BenchmarkQuery24h(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSealMinute is the sealer's work for one minute of a large live
+// audience: every device carried forward and credited (tuning), the
+// minute's sketches built from the shards' counters, stored and rolled up.
+// A sealed minute must be published within 1 s of the watermark passing it.
+func BenchmarkSealMinute(b *testing.B) {
+	for _, devices := range []int{200_000, 2_000_000} {
+		b.Run(fmt.Sprintf("tuning-%dk-devices", devices/1000), func(b *testing.B) {
+			evs := synthetic(devices, devices, 500, 1, 4)
+			for i := range evs {
+				evs[i].Device = fmt.Appendf(evs[i].Device[:0], "stb-%012d", i) // each device once
+			}
+			cfg := DefaultConfig()
+			cfg.Key = benchKey(b)
+			cfg.Now = func() time.Time { return benchStart.Add(30 * 24 * time.Hour) }
+			a, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			a.NewWriter().Write(evs, nil)
+			m := benchStart.Add(time.Minute)
+			a.SealThrough(m.UnixMilli())
+			b.ReportAllocs()
+			for b.Loop() {
+				m = m.Add(time.Minute)
+				a.SealThrough(m.UnixMilli())
+			}
+			if got := a.Latest().Total.Value; got != uint64(devices) {
+				b.Fatalf("total %d, want %d", got, devices)
+			}
+		})
+	}
+}

@@ -57,3 +57,51 @@ func (s *hashSet) appendTo(dst []uint64) []uint64 {
 
 // bytes is the memory the set holds.
 func (s *hashSet) bytes() int { return 8 * len(s.slots) }
+
+// countMap counts per nonzero uint64 key (a cellKey: its channel id is at
+// least 1): open addressing with linear probing, keys and counts side by
+// side so that a minute's few thousand region cells stay in cache.
+type countMap struct {
+	keys []uint64
+	vals []uint32
+	n    int
+}
+
+func (m *countMap) grow() {
+	keys, vals := m.keys, m.vals
+	size := max(2*len(keys), minSetSlots)
+	m.keys, m.vals, m.n = make([]uint64, size), make([]uint32, size), 0
+	for i, k := range keys {
+		if k != 0 {
+			m.add(k, vals[i])
+		}
+	}
+}
+
+// add adds n to k's count.
+func (m *countMap) add(k uint64, n uint32) {
+	if 2*(m.n+1) > len(m.keys) {
+		m.grow()
+	}
+	mask := uint64(len(m.keys) - 1)
+	for i := (k * 0x9E3779B97F4A7C15 >> 32) & mask; ; i = (i + 1) & mask {
+		switch m.keys[i] {
+		case k:
+			m.vals[i] += n
+			return
+		case 0:
+			m.keys[i], m.vals[i] = k, n
+			m.n++
+			return
+		}
+	}
+}
+
+// each calls f for every key and count.
+func (m *countMap) each(f func(k uint64, n uint32)) {
+	for i, k := range m.keys {
+		if k != 0 {
+			f(k, m.vals[i])
+		}
+	}
+}

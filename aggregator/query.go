@@ -104,10 +104,10 @@ func (a *Aggregator) Audience(channel string, from, to time.Time) (Curve, error)
 
 	c := Curve{Channel: channel, From: minuteTime(lo), To: minuteTime(hi), Points: make([]Point, len(mins))}
 	var sum float64
-	for i, min := range mins {
+	for i, sealed := range mins {
 		p := Point{Minute: minuteTime(lo + int64(i))}
-		if min != nil {
-			if cm, ok := min.Channel(channel); ok {
+		if sealed != nil {
+			if cm, ok := sealed.Channel(channel); ok {
 				p.Audience, p.Share = cm.Audience, cm.Share
 			}
 		}
@@ -163,9 +163,9 @@ func (a *Aggregator) Reach(channels []string, from, to time.Time) (sketch.Estima
 				continue
 			}
 		}
-		if min := st.minutes[m]; min != nil {
-			collect(min.total, func(ch string) *sketch.Sketch {
-				if cm, ok := min.Channel(ch); ok {
+		if sealed := st.minutes[m]; sealed != nil {
+			collect(sealed.total, func(ch string) *sketch.Sketch {
+				if cm, ok := sealed.Channel(ch); ok {
 					return cm.sk
 				}
 				return nil
@@ -267,11 +267,12 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 					}
 					continue
 				}
-				for k, c := range p.cells {
+				p.cells.each(func(k uint64, n uint32) {
 					if uint32(k) == regionID {
-						count(uint32(k>>32), c)
+						counts[uint32(k>>32)] += uint64(n)
+						total += uint64(n)
 					}
-				}
+				})
 			}
 			s.mu.Unlock()
 		}
@@ -321,7 +322,7 @@ func (a *Aggregator) Flow(channel string, at time.Time) (FlowReport, error) {
 	st := &a.store
 	st.mu.Lock()
 	_, _, err := st.keptLocked(m, m+1)
-	min, before := st.minutes[m], st.minutes[m-1]
+	sealed, before := st.minutes[m], st.minutes[m-1]
 	st.mu.Unlock()
 	if err != nil {
 		return FlowReport{}, err
@@ -332,10 +333,10 @@ func (a *Aggregator) Flow(channel string, at time.Time) (FlowReport, error) {
 			r.Audience = cm.Audience
 		}
 	}
-	if min == nil {
+	if sealed == nil {
 		return r, nil
 	}
-	for _, f := range min.Flows {
+	for _, f := range sealed.Flows {
 		switch {
 		case f.From == channel:
 			r.Out = append(r.Out, f)
@@ -401,10 +402,10 @@ func (a *Aggregator) Capacity(region string, from, to time.Time) (Capacity, erro
 	for _, cm := range open {
 		c.Now = append(c.Now, ChannelCount{Channel: cm.Channel, Viewers: cm.Audience})
 	}
-	for i, min := range mins {
+	for i, sealed := range mins {
 		cm := CapacityMinute{Minute: minuteTime(lo + int64(i))}
-		if min != nil {
-			for _, cell := range min.Cells {
+		if sealed != nil {
+			for _, cell := range sealed.Cells {
 				if cell.Region != region || cell.Audience.Value == 0 {
 					continue
 				}
@@ -412,7 +413,7 @@ func (a *Aggregator) Capacity(region string, from, to time.Time) (Capacity, erro
 				cm.Viewers += cell.Audience.Value
 				cm.Channels++
 			}
-			for _, z := range min.Zaps {
+			for _, z := range sealed.Zaps {
 				if z.Region == region {
 					cm.Zaps = z.Count
 				}
@@ -477,8 +478,8 @@ func (a *Aggregator) Minutes(from, to time.Time) []*Minute {
 		return nil
 	}
 	for m := max(lo, st.first); m < min(hi, st.newest+1); m++ {
-		if min := st.minutes[m]; min != nil {
-			out = append(out, min)
+		if sealed := st.minutes[m]; sealed != nil {
+			out = append(out, sealed)
 		}
 	}
 	return out

@@ -2,7 +2,9 @@ package aggregator
 
 import (
 	"context"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ratingsd/ratingsd/sketch"
@@ -142,18 +144,34 @@ func (a *Aggregator) skipIdleLocked(m, last int64) int64 {
 // sealLocked seals minute m: takes each shard's partial, merges them outside
 // the shard locks, estimates once, stores and announces the Minute.
 func (a *Aggregator) sealLocked(m int64) {
+	// Shards credit their devices independently: on all cores at once.
+	taken := make([]*partial, len(a.shards))
+	var wg sync.WaitGroup
+	next := make(chan int, len(a.shards))
+	for i := range a.shards {
+		next <- i
+	}
+	close(next)
+	for range min(runtime.GOMAXPROCS(0), len(a.shards)) {
+		wg.Go(func() {
+			for i := range next {
+				taken[i] = a.shards[i].take(m)
+			}
+		})
+	}
+	wg.Wait()
 	parts := make([]*partial, 0, len(a.shards))
-	for _, s := range a.shards {
-		if p := s.take(m); p != nil {
+	for _, p := range taken {
+		if p != nil {
 			parts = append(parts, p)
 		}
 	}
 	a.firstOpen.Store(m + 1)
-	min := a.merge(m, parts)
-	a.store.put(min, a)
+	sealed := a.merge(m, parts)
+	a.store.put(sealed, a)
 	a.stats.sealed.Add(1)
 	if a.cfg.OnSeal != nil {
-		a.cfg.OnSeal(min)
+		a.cfg.OnSeal(sealed)
 	}
 }
 
@@ -162,11 +180,11 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	regNames := a.regions.all()
 
 	var cs []*counter
-	min := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC()}
+	sealed := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC()}
 	for _, p := range parts {
 		cs = append(cs, &p.total)
 	}
-	min.Total, min.total = a.combine(cs, true)
+	sealed.Total, sealed.total = a.combine(cs, true)
 	nch := 0
 	for _, p := range parts {
 		nch = max(nch, len(p.chans))
@@ -183,18 +201,18 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 		}
 		cm := ChannelMinute{Channel: chNames[ch]}
 		cm.Audience, cm.sk = a.combine(cs, true)
-		if min.Total.Value > 0 {
-			cm.Share = float64(cm.Audience.Value) / float64(min.Total.Value)
+		if sealed.Total.Value > 0 {
+			cm.Share = float64(cm.Audience.Value) / float64(sealed.Total.Value)
 		}
-		min.Channels = append(min.Channels, cm)
+		sealed.Channels = append(sealed.Channels, cm)
 	}
-	cells := make(map[uint64][]*counter)
+	// A cell's devices are in one shard (Events: by channel) or disjoint
+	// across shards (Tuning: by device): counts add up.
+	cells := make(map[uint64]uint64)
 	flows := make(map[uint64]uint64)
 	zaps := make(map[uint32]uint64)
 	for _, p := range parts {
-		for k, c := range p.cells {
-			cells[k] = append(cells[k], c)
-		}
+		p.cells.each(func(k uint64, n uint32) { cells[k] += uint64(n) })
 		for k, n := range p.flows {
 			flows[k] += uint64(n)
 		}
@@ -202,23 +220,22 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 			zaps[r] += uint64(n)
 		}
 	}
-	sort.Slice(min.Channels, func(i, j int) bool {
-		x, y := min.Channels[i], min.Channels[j]
+	sort.Slice(sealed.Channels, func(i, j int) bool {
+		x, y := sealed.Channels[i], sealed.Channels[j]
 		if x.Audience.Value != y.Audience.Value {
 			return x.Audience.Value > y.Audience.Value
 		}
 		return x.Channel < y.Channel
 	})
-	min.byName = make(map[string]int, len(min.Channels))
-	for i, c := range min.Channels {
-		min.byName[c.Channel] = i
+	sealed.byName = make(map[string]int, len(sealed.Channels))
+	for i, c := range sealed.Channels {
+		sealed.byName[c.Channel] = i
 	}
-	for k, cs := range cells {
-		est, _ := a.combine(cs, false)
-		min.Cells = append(min.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: est})
+	for k, n := range cells {
+		sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: exact(n)})
 	}
-	sort.Slice(min.Cells, func(i, j int) bool {
-		x, y := min.Cells[i], min.Cells[j]
+	sort.Slice(sealed.Cells, func(i, j int) bool {
+		x, y := sealed.Cells[i], sealed.Cells[j]
 		if x.Region != y.Region {
 			return x.Region < y.Region
 		}
@@ -228,10 +245,10 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 		return x.Channel < y.Channel
 	})
 	for k, n := range flows {
-		min.Flows = append(min.Flows, Flow{From: chNames[k>>32], To: chNames[uint32(k)], Devices: n})
+		sealed.Flows = append(sealed.Flows, Flow{From: chNames[k>>32], To: chNames[uint32(k)], Devices: n})
 	}
-	sort.Slice(min.Flows, func(i, j int) bool {
-		x, y := min.Flows[i], min.Flows[j]
+	sort.Slice(sealed.Flows, func(i, j int) bool {
+		x, y := sealed.Flows[i], sealed.Flows[j]
 		if x.Devices != y.Devices {
 			return x.Devices > y.Devices
 		}
@@ -241,10 +258,10 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 		return x.To < y.To
 	})
 	for r, n := range zaps {
-		min.Zaps = append(min.Zaps, RegionCount{Region: regNames[r], Count: n})
+		sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r], Count: n})
 	}
-	sort.Slice(min.Zaps, func(i, j int) bool { return min.Zaps[i].Region < min.Zaps[j].Region })
-	return min
+	sort.Slice(sealed.Zaps, func(i, j int) bool { return sealed.Zaps[i].Region < sealed.Zaps[j].Region })
+	return sealed
 }
 
 func exact(n uint64) sketch.Estimate { return sketch.Estimate{Value: n, Low: n, High: n} }
@@ -288,7 +305,14 @@ func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *
 	}
 	var sk *sketch.Sketch
 	if allExact {
-		sk = a.newSketch()
+		var keys []uint64
+		for _, c := range cs {
+			keys = c.set.appendTo(keys)
+		}
+		var err error
+		if sk, err = sketch.FromHashes(a.cfg.Key, a.cfg.Precision, keys); err != nil {
+			panic("BUG: precision validated in Config: " + err.Error())
+		}
 	} else {
 		sk = a.newUnion()
 		for _, c := range cs {
@@ -296,11 +320,11 @@ func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *
 				mustMerge(sk, c.dense)
 			}
 		}
-	}
-	for _, c := range cs {
-		for _, h := range c.set.slots {
-			if h != 0 {
-				sk.AddHash(h)
+		for _, c := range cs {
+			for _, h := range c.set.slots {
+				if h != 0 {
+					sk.AddHash(h)
+				}
 			}
 		}
 	}

@@ -24,6 +24,9 @@ type shard struct {
 	devIdx map[uint64]int32
 	devs   []device
 	free   []int32
+	// overflow holds the minute accumulators of devices that watched more
+	// than accSlots channels in it, by device hash.
+	overflow map[uint64][]credit
 	// viewing counts devices currently on each (channel, region) cell, for
 	// the "now" figures: key is cellKey(ch, region).
 	viewing map[uint64]int32
@@ -47,9 +50,14 @@ type partial struct {
 	minute int64
 	chans  []counter // by channel id
 	total  counter
-	cells  map[uint64]*counter // cellKey(ch, region) → devices in that region
-	flows  map[uint64]uint32   // cellKey(from, to) → devices (tuning)
-	zaps   map[uint32]uint32   // region → tune events
+	// cells counts devices per cellKey(ch, region). In the Events model a
+	// device counts once per cell: pairs holds the (cell, device) pairs
+	// seen, as one mixed 64-bit key each, in one table rather than a set
+	// per cell (one cache miss per event instead of three).
+	cells countMap
+	pairs hashSet
+	flows map[uint64]uint32 // cellKey(from, to) → devices (tuning)
+	zaps  map[uint32]uint32 // region → tune events
 }
 
 // partialLocked returns the partial of minute m (m >= nextSeal), creating it.
@@ -67,7 +75,6 @@ func (s *shard) partialLocked(m int64) *partial {
 	}
 	p := &partial{
 		minute: m,
-		cells:  make(map[uint64]*counter),
 		zaps:   make(map[uint32]uint32),
 	}
 	if s.a.cfg.Model == Tuning {
@@ -89,22 +96,17 @@ func (p *partial) chanLocked(ch uint32) *counter {
 	return &p.chans[ch]
 }
 
-func (p *partial) cellLocked(ch, region uint32) *counter {
-	k := cellKey(ch, region)
-	c := p.cells[k]
-	if c == nil {
-		c = &counter{}
-		p.cells[k] = c
-	}
-	return c
-}
-
 // creditLocked counts device h on ch (in region) in this minute.
 func (p *partial) creditLocked(a *Aggregator, h uint64, ch, region uint32) {
 	p.chanLocked(ch).add(a, h)
 	p.total.add(a, h)
-	if region != 0 {
-		p.cellLocked(ch, region).add(a, h)
+	if region == 0 {
+		return
+	}
+	k := cellKey(ch, region)
+	// Tuning credits a device once per minute; Events may see it again.
+	if a.cfg.Model == Tuning || p.pairs.add(h^(k*0x9E3779B97F4A7C15)) {
+		p.cells.add(k, 1)
 	}
 }
 

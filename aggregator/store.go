@@ -37,14 +37,14 @@ func (st *store) init(cfg Config) {
 
 func hourOf(m int64) int64 { return m / 60 }
 
-func (st *store) put(min *Minute, a *Aggregator) {
-	m := min.Start.Unix() / 60
+func (st *store) put(sealed *Minute, a *Aggregator) {
+	m := sealed.Start.Unix() / 60
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.newest < 0 {
 		st.first = m
 	}
-	st.minutes[m] = min
+	st.minutes[m] = sealed
 	st.newest = m
 
 	h := st.hours[hourOf(m)]
@@ -59,7 +59,7 @@ func (st *store) put(min *Minute, a *Aggregator) {
 			}
 		}
 	}
-	for _, c := range min.Channels {
+	for _, c := range sealed.Channels {
 		sk := h.chans[c.Channel]
 		if sk == nil {
 			sk = a.newSketch()
@@ -67,7 +67,7 @@ func (st *store) put(min *Minute, a *Aggregator) {
 		}
 		mustMerge(sk, c.sk)
 	}
-	mustMerge(h.total, min.total)
+	mustMerge(h.total, sealed.total)
 	if m%60 == 59 {
 		h.complete = true
 		compact(h)

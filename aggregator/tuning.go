@@ -21,8 +21,8 @@ type device struct {
 	live     bool
 }
 
-// accSlots bounds the distinct channels tracked per device per minute
-// (docs/semantics.md: the least-watched beyond it are dropped).
+// accSlots is how many channels of a minute a device holds inline; more
+// go to the shard's overflow map.
 const accSlots = 4
 
 type credit struct {
@@ -163,55 +163,69 @@ func (s *shard) addTimeLocked(d *device, from, to int64) {
 			s.flushLocked(d)
 			d.accMin = m
 		}
-		d.addCredit(d.ch, uint32(hi-lo))
+		s.addCreditLocked(d, d.ch, uint32(hi-lo))
 	}
 }
 
-// addCredit adds ms on ch to the open minute. The most recently added entry
-// is last, so ties go to the later channel.
-func (d *device) addCredit(ch, ms uint32) {
-	n := int(d.accN)
-	for i := 0; i < n; i++ {
-		if d.acc[i].ch == ch {
-			c := d.acc[i]
+// accOverflow in device.accN says the device's accumulator has more
+// channels than fit inline and lives in shard.overflow.
+const accOverflow = 0xFF
+
+// addCreditLocked adds ms on ch to d's accumulator. The entry added to last
+// is kept last, so ties go to the later channel. The first accSlots channels
+// live in the device; a device that watches more in one minute (rare: each
+// took at least MinDwell) moves its accumulator to the shard's overflow map
+// until the minute is credited.
+func (s *shard) addCreditLocked(d *device, ch, ms uint32) {
+	if d.accN == accOverflow {
+		s.overflow[d.hash] = addCredit(s.overflow[d.hash], ch, ms)
+		return
+	}
+	acc := addCredit(d.acc[:d.accN], ch, ms)
+	if len(acc) <= accSlots {
+		d.accN = uint8(len(acc))
+		return
+	}
+	if s.overflow == nil {
+		s.overflow = make(map[uint64][]credit)
+	}
+	s.overflow[d.hash] = acc // a copy: it outgrew d.acc's capacity
+	d.accN = accOverflow
+}
+
+func addCredit(acc []credit, ch, ms uint32) []credit {
+	for i, c := range acc {
+		if c.ch == ch {
 			c.ms += ms
-			copy(d.acc[i:n-1], d.acc[i+1:n])
-			d.acc[n-1] = c
-			return
+			copy(acc[i:], acc[i+1:])
+			acc[len(acc)-1] = c
+			return acc
 		}
 	}
-	if n < accSlots {
-		d.acc[n] = credit{ch, ms}
-		d.accN++
-		return
-	}
-	// Full: drop the least-watched if the new one beats it.
-	low := 0
-	for i := 1; i < n; i++ {
-		if d.acc[i].ms < d.acc[low].ms {
-			low = i
-		}
-	}
-	if ms <= d.acc[low].ms {
-		return
-	}
-	copy(d.acc[low:n-1], d.acc[low+1:n])
-	d.acc[n-1] = credit{ch, ms}
+	return append(acc, credit{ch, ms})
 }
 
 // flushLocked credits d for minute accMin to the channel it watched longest
 // there, if any, and clears the accumulator.
 func (s *shard) flushLocked(d *device) {
-	if d.accN == 0 {
+	acc := d.acc[:0]
+	switch {
+	case d.accN == accOverflow:
+		acc = s.overflow[d.hash]
+		delete(s.overflow, d.hash)
+	default:
+		acc = d.acc[:d.accN]
+	}
+	d.accN = 0
+	if len(acc) == 0 {
 		return
 	}
-	best := d.acc[0]
-	for _, c := range d.acc[1:d.accN] {
+	best := acc[0]
+	for _, c := range acc[1:] {
 		if c.ms >= best.ms {
 			best = c
 		}
 	}
-	d.accN = 0
 	s.partialLocked(d.accMin).creditLocked(s.a, d.hash, best.ch, d.region)
 }
 
