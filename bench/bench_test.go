@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+)
+
+// benchGens keeps each benchmark's generator across its runs of growing
+// b.N, so that no run pays for simulating a fresh epoch it does not use.
+var benchGens = map[string]*Generator{}
+
+// benchGenerate runs b.N events of a day of cfg's population through
+// encode; one op is one event. The generator is created (untimed) once and
+// again when its day ends.
+func benchGenerate(b *testing.B, cfg Config, encode func([]event.Event)) {
+	ctx := context.Background()
+	var batch []event.Event
+	newGen := func() *Generator {
+		b.StopTimer()
+		defer b.StartTimer()
+		g, err := NewGenerator(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchGens[b.Name()] = g
+		return g
+	}
+	b.ReportAllocs()
+	g := benchGens[b.Name()]
+	if g == nil {
+		g = newGen()
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for n := 0; n < b.N; {
+		if !g.Next(ctx, &batch) {
+			g = newGen()
+			continue
+		}
+		encode(batch)
+		n += len(batch)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds()/1e6, "Mevents/s")
+}
+
+// BenchmarkGenerate measures the producer's whole job: simulate a day of
+// the default population (200 000 boxes) and encode binary batch frames of
+// 256 events. One op is one event.
+func BenchmarkGenerate(b *testing.B) {
+	var enc event.BatchEncoder
+	frame := make([]byte, 0, 64<<10)
+	benchGenerate(b, Config{Seed: 1, Duration: 24 * time.Hour}, func(batch []event.Event) {
+		for i := range batch {
+			if err := enc.Add(&batch[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		frame = enc.AppendFrame(frame[:0], false)
+		enc.Reset()
+	})
+}
+
+// BenchmarkGenerateOnly is the simulation alone.
+func BenchmarkGenerateOnly(b *testing.B) {
+	benchGenerate(b, Config{Seed: 1, Duration: 24 * time.Hour}, func([]event.Event) {})
+}
+
+// BenchmarkGenerateTruth is the simulation with the exact truth.
+func BenchmarkGenerateTruth(b *testing.B) {
+	benchGenerate(b, Config{Seed: 1, Duration: 24 * time.Hour, Truth: true}, func([]event.Event) {})
+}
+
+// BenchmarkEncodeOnly is the binary encoding of BenchmarkGenerate alone
+// (aggregator/event's BatchEncoder), for the breakdown in bench/RESULTS.md.
+func BenchmarkEncodeOnly(b *testing.B) {
+	evs, _ := generate(b, Config{Seed: 1, Devices: 200_000, Duration: 10 * time.Minute})
+	var enc event.BatchEncoder
+	frame := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		for j := 0; j < 256 && i < b.N; i, j = i+1, j+1 {
+			if err := enc.Add(&evs[i%len(evs)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		frame = enc.AppendFrame(frame[:0], false)
+		enc.Reset()
+	}
+}

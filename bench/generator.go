@@ -1,0 +1,418 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+)
+
+// The action a box takes at its next turn (box.at).
+const (
+	actDone   uint8 = iota // dormant: nothing more in this run
+	actReport              // the state report at Start: tune to the current channel
+	actStart               // a viewing session starts (the box is off until then)
+	actZap                 // the next zap of a burst
+	actSwitch              // a viewing stint ends: a burst or a direct jump
+	actLeave               // the viewer leaves at a programme boundary or ad break: a burst
+	actReturn              // back to the channel left at an ad break
+	actEnd                 // the session ends: standby, or silence
+)
+
+// box is the state of one set-top box: 20 bytes.
+type box struct {
+	at      uint32 // its next action or heartbeat, ms from Start; noAction = none
+	sessEnd uint32 // when the current session ends, ms from Start
+	retAt   uint32 // when to return home, ms from Start
+	ch      uint16 // current or last channel, 1-based; 0 before the first
+	home    uint16 // the channel to return to after an ad break, 0 = none
+	act     uint8  // what the box does at its next turn
+	burst   uint8  // zaps left in the current burst
+}
+
+// Generator simulates a population of set-top boxes and yields their events
+// in batches, in order of event time (see Config.Jitter for the exception).
+// It is not safe for concurrent use.
+type Generator struct {
+	cfg       Config
+	b         *Behaviour
+	startMs   int64  // Unix ms of Start
+	endOff    uint32 // Duration in ms: turns at or after it are dropped
+	gridStart int64  // Unix ms of the UTC minute that holds Start
+	localOff  int64  // ms to add to UTC for the population's local time
+	rng       rng
+	seedHash  uint64
+
+	chNames  [][]byte // 1-based: chNames[c] is channel c
+	regNames [][]byte
+	devBuf   []byte // device names of the current batch
+
+	// Per box: 20 bytes, 8 more with heartbeats, 4 more with jitter. One
+	// struct rather than an array per field, so that the epoch's scan
+	// streams through one array.
+	boxes   []box
+	nextAct []uint32 // with heartbeats: when the box's action is due
+	hbAt    []uint32 // with heartbeats: when its next heartbeat is due
+	lastTS  []uint32 // with jitter: its last emitted ts, ms from Start
+
+	recs         []rec  // the events of the current epoch, sorted by time
+	tmp          []rec  // radix sort scratch
+	pos          int    // next record of recs to emit
+	epoch        uint32 // start of the next epoch to simulate, ms from Start
+	sec          int64  // second of the last emitted record; -1 = none yet
+	counts       [1025]int32
+	starts, ends rates
+	primeAt      []uint8  // per minute of the run grid: 1 in prime time
+	pop          [2]alias // channel popularity off and in prime time
+	breakPhase   []int64  // per channel (0-based): Unix ms of a break start, mod BreakEvery; -1 = no ads
+	breakLen     []int64
+
+	// The Behaviour as thresholds and milliseconds.
+	pShort, pStandby, pResume, pStartBurst, pLinear, pUp chance
+	pWatchShort, pSwitchBurst, pBoundary, pBreakLeave    chance
+	pBreakReturn, pDup                                   chance
+	burstRate                                            float64 // -ln(1 - 1/BurstMean)
+	kLong                                                float64 // rate factor of long sessions
+	zapMs, watchShortMs, watchLongMs, reactMs            float64
+	breakEvery, hbMs, jitterMs                           int64
+
+	batch  []event.Event
+	truth  *truthBuilder
+	result *Truth
+	done   bool
+	err    error
+	events int64
+	wall0  time.Time
+}
+
+// rec is an event as simulated, before it becomes an event.Event.
+type rec struct {
+	t    uint32 // true time, ms from Start: the stream's order
+	d    uint32 // box
+	ts   uint32 // event time, ms from Start: t, or earlier with jitter
+	ch   uint16
+	kind event.Kind
+	n    uint8 // 1, or 2 with a duplicate
+}
+
+// noAction marks a box with nothing more to do in the run.
+const noAction = math.MaxUint32
+
+// epochMs is the span of event time simulated at once: long enough that
+// the scan of all boxes costs little per event (~6 ns at 200k boxes), short
+// enough that its records stay within a few MB, and under 2^20 ms for the
+// radix sort.
+const epochMs = 5 * 60000
+
+// NewGenerator returns a Generator of the population cfg describes, with
+// every box in its state at cfg.Start.
+func NewGenerator(cfg Config) (*Generator, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	b := cfg.Behaviour
+	n, nch := cfg.Devices, cfg.Channels
+	g := &Generator{
+		cfg:      cfg,
+		b:        b,
+		startMs:  cfg.Start.UnixMilli(),
+		endOff:   uint32(cfg.Duration.Milliseconds()),
+		rng:      rng{s: cfg.Seed},
+		seedHash: mix64(cfg.Seed ^ 0x5eed),
+		boxes:    make([]box, n),
+		sec:      -1,
+		batch:    make([]event.Event, 0, cfg.BatchEvents),
+		devBuf:   make([]byte, cfg.BatchEvents*deviceLen),
+
+		pShort:       newChance(b.ShortSessionShare),
+		pStandby:     newChance(b.StandbyShare),
+		pResume:      newChance(b.ResumeShare),
+		pStartBurst:  newChance(b.StartBurstShare),
+		pLinear:      newChance(b.LinearShare),
+		pUp:          newChance(b.UpShare),
+		pWatchShort:  newChance(b.WatchShortShare),
+		pSwitchBurst: newChance(b.SwitchBurstShare),
+		pBoundary:    newChance(b.BoundaryLeave),
+		pBreakLeave:  newChance(b.BreakLeave),
+		pBreakReturn: newChance(b.BreakReturn),
+		pDup:         newChance(cfg.Duplicates),
+		zapMs:        float64(b.ZapDwellMean.Milliseconds()),
+		watchShortMs: float64(b.WatchShortMean.Milliseconds()),
+		watchLongMs:  float64(b.WatchLongMean.Milliseconds()),
+		reactMs:      float64(b.ReactionMean.Milliseconds()),
+		breakEvery:   b.BreakEvery.Milliseconds(),
+		hbMs:         cfg.Heartbeat.Milliseconds(),
+		jitterMs:     cfg.Jitter.Milliseconds(),
+	}
+	if b.BurstMean > 1 {
+		g.burstRate = -math.Log(1 - 1/b.BurstMean)
+	}
+	g.kLong = (1 - b.ShortSessionShare) / (1 - b.ShortSessionShare/4)
+	_, offSec := cfg.Start.In(cfg.Zone).Zone()
+	g.localOff = int64(offSec) * 1000
+	g.gridStart = g.startMs - g.startMs%60000
+
+	g.chNames = make([][]byte, nch+1)
+	for c := 1; c <= nch; c++ {
+		g.chNames[c] = []byte(ChannelName(c, nch))
+	}
+	g.regNames = make([][]byte, cfg.Regions)
+	for r := range cfg.Regions {
+		g.regNames[r] = []byte(RegionName(r+1, cfg.Regions))
+	}
+	if g.hbMs > 0 {
+		g.nextAct, g.hbAt = make([]uint32, n), make([]uint32, n)
+	}
+	if g.jitterMs > 0 {
+		g.lastTS = make([]uint32, n)
+	}
+
+	gridMinutes := int((g.startMs+int64(g.endOff)-g.gridStart)/60000) + 2
+	localMinute := int(((g.gridStart+g.localOff)/60000)%1440+1440) % 1440
+	start, end := b.sessionRates(localMinute, gridMinutes)
+	g.primeAt = make([]uint8, gridMinutes)
+	for k := range g.primeAt {
+		if b.prime((localMinute + k) % 1440) {
+			g.primeAt[k] = 1
+		}
+	}
+	g.starts, g.ends = newRates(start), newRates(end)
+	off, prime := b.popularity(nch)
+	g.pop = [2]alias{newAlias(off), newAlias(prime)}
+	g.breakPhase, g.breakLen = make([]int64, nch), make([]int64, nch)
+	pCommercial := newChance(b.CommercialShare)
+	for c := range nch {
+		h := mix64(g.seedHash ^ uint64(c+1)<<20)
+		g.breakPhase[c] = -1
+		if uint64(pCommercial) > h>>11 {
+			g.breakPhase[c] = int64(mix64(h) % uint64(g.breakEvery))
+			g.breakLen[c] = int64(float64(b.BreakLength.Milliseconds()) * (0.6 + 0.8*float64(mix64(h^1)>>11)*0x1p-53))
+		}
+	}
+	if cfg.Truth {
+		g.truth = newTruthBuilder(&cfg)
+	}
+
+	// Every box's state at Start: dormant, in a session (it reports its
+	// channel at Start), or off until its next session starts.
+	for i := range g.boxes {
+		g.boxes[i].at = noAction
+	}
+	pDormant := newChance(b.DormantShare)
+	p0, _ := b.onShareAt(g.localMinuteOfDay(g.startMs))
+	pOn := newChance(p0)
+	for d := range uint32(n) {
+		switch {
+		case g.rng.hit(pDormant):
+			g.boxes[d].act = actDone
+		case g.rng.hit(pOn):
+			x := &g.boxes[d]
+			x.ch = g.jump(0, g.startMs)
+			x.sessEnd = g.drawSessionEnd(0)
+			x.act, x.at = actReport, 0
+		default:
+			g.scheduleStart(d, 0)
+		}
+	}
+	return g, nil
+}
+
+// Config returns the Generator's configuration with defaults applied.
+func (g *Generator) Config() Config { return g.cfg }
+
+// Events returns the number of events generated so far.
+func (g *Generator) Events() int64 { return g.events }
+
+// Now returns the event time the Generator has reached: events of later
+// batches are at or after it (less Config.Jitter).
+func (g *Generator) Now() time.Time {
+	return time.UnixMilli(g.startMs + max(g.sec, 0)*1000).UTC()
+}
+
+// End returns the end of the simulated time, Start + Duration.
+func (g *Generator) End() time.Time { return time.UnixMilli(g.startMs + int64(g.endOff)).UTC() }
+
+// Truth returns the exact ground truth of the generated events once Next has
+// returned false, if Config.Truth is set; else nil.
+func (g *Generator) Truth() *Truth { return g.result }
+
+// Err returns the context's error if Next stopped early because ctx ended.
+func (g *Generator) Err() error { return g.err }
+
+// Next sets *batch to the next events, at most Config.BatchEvents, and
+// reports whether there were any. The events and their byte slices belong to
+// the Generator and stay valid until the next call of Next. With
+// Config.Pace, Next waits until the wall clock reaches its events' time and
+// returns early, with what is due, rather than wait for a full batch; it
+// returns false if ctx ends while it waits (Err then says why).
+func (g *Generator) Next(ctx context.Context, batch *[]event.Event) bool {
+	g.batch = g.batch[:0]
+	*batch = g.batch
+	if g.done {
+		return false
+	}
+	if err := ctx.Err(); err != nil {
+		g.err = err
+		return false
+	}
+	if g.cfg.Pace > 0 && g.wall0.IsZero() {
+		g.wall0 = time.Now()
+	}
+	limit := g.cfg.BatchEvents - 2 // a record is an event and perhaps its duplicate
+	for len(g.batch) <= limit {
+		if g.pos == len(g.recs) {
+			if g.epoch >= g.endOff {
+				g.finish()
+				break
+			}
+			g.simulate()
+			continue
+		}
+		r := &g.recs[g.pos]
+		if sec := int64(r.t / 1000); sec != g.sec {
+			if g.cfg.Pace > 0 {
+				wait := time.Until(g.wall0.Add(time.Duration(float64(sec*1000)/g.cfg.Pace) * time.Millisecond))
+				if wait > 0 && len(g.batch) > 0 {
+					break // hand over what is due now
+				}
+				if wait > 0 && !sleep(ctx, wait) {
+					g.err = ctx.Err()
+					return false
+				}
+			}
+			if g.truth != nil {
+				// Every event still to come has ts ≥ this.
+				g.truth.advance(g.startMs + sec*1000 - g.jitterMs)
+			}
+			g.sec = sec
+		}
+		g.emit(r)
+		g.pos++
+	}
+	*batch = g.batch
+	return len(g.batch) > 0
+}
+
+// simulate runs every box through the next epoch, recording its events,
+// and sorts them by time. Boxes are visited in index order, so the state
+// arrays stream through the cache; a queue ordered by time visited them at
+// random and waited on memory for most of each event.
+func (g *Generator) simulate() {
+	from := g.epoch
+	to := uint32(min(uint64(from)+epochMs, uint64(g.endOff)))
+	g.epoch = to
+	g.recs, g.pos = g.recs[:0], 0
+	for d := range g.boxes {
+		for at := g.boxes[d].at; at < to; at = g.boxes[d].at {
+			g.step(at, uint32(d))
+		}
+	}
+	// A stable two-pass radix sort on the millisecond within the epoch (10
+	// bits a pass): records of one millisecond keep the order of their
+	// boxes, which is deterministic.
+	n := len(g.recs)
+	if cap(g.tmp) < n {
+		g.tmp = make([]rec, n, n+n/4)
+	}
+	g.tmp = g.tmp[:n]
+	radixPass(g.tmp, g.recs, from, 0, &g.counts)
+	radixPass(g.recs, g.tmp, from, 10, &g.counts)
+}
+
+// radixPass stably sorts src into dst by 10 bits, from bit shift, of the
+// records' time since base.
+func radixPass(dst, src []rec, base uint32, shift uint, c *[1025]int32) {
+	clear(c[:])
+	for i := range src {
+		c[(src[i].t-base)>>shift&1023+1]++
+	}
+	for i := 1; i < len(c); i++ {
+		c[i] += c[i-1]
+	}
+	for i := range src {
+		k := (src[i].t - base) >> shift & 1023
+		dst[c[k]] = src[i]
+		c[k]++
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (g *Generator) finish() {
+	g.done = true
+	if g.truth != nil {
+		g.result = g.truth.finish(g.startMs + int64(g.endOff))
+		g.truth = nil
+	}
+}
+
+// schedule makes at (at least a second after now) the time of box d's next
+// action a, and the box's next turn that or its heartbeat if that comes first.
+func (g *Generator) schedule(d, now, at uint32, a uint8) {
+	at = max(at, now+1000)
+	g.boxes[d].act = a
+	q := at
+	if g.hbMs > 0 {
+		g.nextAct[d] = at
+		// A heartbeat less than a second before the action is left out:
+		// the action's own event is the activity.
+		if a != actStart && g.hbAt[d]+1000 <= at {
+			q = g.hbAt[d]
+		}
+	}
+	if q >= g.endOff {
+		q = noAction
+	}
+	g.boxes[d].at = q
+}
+
+// record adds an event of box d at t to the epoch.
+func (g *Generator) record(d, t uint32, kind event.Kind, c uint16) {
+	ts := t
+	if g.jitterMs > 0 && t > 0 {
+		ts = max(t-uint32(min(g.rng.below(uint64(g.jitterMs)), uint64(t))), g.lastTS[d])
+		g.lastTS[d] = ts
+	}
+	if g.hbMs > 0 {
+		g.hbAt[d] = t + uint32(g.hbMs)
+	}
+	n := uint8(1)
+	if g.pDup > 0 && g.rng.hit(g.pDup) {
+		n = 2
+	}
+	g.recs = append(g.recs, rec{t: t, d: d, ts: ts, ch: c, kind: kind, n: n})
+}
+
+// emit appends r's event (and its duplicate) to the batch.
+func (g *Generator) emit(r *rec) {
+	i := len(g.batch) * deviceLen
+	dev := g.devBuf[i : i+deviceLen : i+deviceLen]
+	putDevice(dev, r.d)
+	reg := g.region(r.d)
+	n := len(g.batch)
+	g.batch = g.batch[:n+int(r.n)] // Next leaves room for both
+	ev := &g.batch[n]
+	ev.Device, ev.Channel, ev.Region = dev, g.chNames[r.ch], g.regNames[reg]
+	ev.TS, ev.Kind = g.startMs+int64(r.ts), r.kind
+	if r.n == 2 {
+		g.batch[n+1] = *ev
+	}
+	g.events += int64(r.n)
+	if g.truth != nil {
+		for range r.n {
+			g.truth.observe(r.d, r.ch, uint16(reg), ev.TS, r.kind)
+		}
+	}
+}
