@@ -4,7 +4,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench bench-hot fuzz lint clean
+.PHONY: all build run test test-short bench bench-hot fuzz lint clean vendor-uplot
 
 all: build
 
@@ -44,3 +44,24 @@ lint:
 
 clean:
 	rm -rf bin
+
+# The dashboard's chart library, vendored into the binary's static files: uPlot
+# from the npm registry at a pinned version, checked against the pinned sha256
+# of its tarball. To upgrade, set both (a mismatch prints the new digest), run
+# `make vendor-uplot`, and commit the files it writes. No node_modules is kept.
+UPLOT_VERSION ?= 1.6.32
+UPLOT_SHA256  ?= 4b8a8191e425658e3ea8c8c1314b0fc679c861ee3a1af2b20c7b16ba50b5133d
+UPLOT_DIR     := aggregator/httpapi/static/vendor/uplot
+
+vendor-uplot:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	tgz=$$(cd "$$tmp" && npm pack --silent uplot@$(UPLOT_VERSION)); \
+	sum=$$(sha256sum "$$tmp/$$tgz" | cut -d' ' -f1); \
+	if [ "$$sum" != "$(UPLOT_SHA256)" ]; then \
+		echo "vendor-uplot: $$tgz has sha256 $$sum, want $(UPLOT_SHA256)" >&2; exit 1; fi; \
+	tar -xzf "$$tmp/$$tgz" -C "$$tmp"; \
+	mkdir -p $(UPLOT_DIR); \
+	cp "$$tmp/package/dist/uPlot.iife.min.js" "$$tmp/package/dist/uPlot.min.css" "$$tmp/package/LICENSE" $(UPLOT_DIR)/; \
+	printf 'uplot %s from the npm registry (npm pack), tarball sha256 %s\nrefreshed by: make vendor-uplot\n' \
+		"$(UPLOT_VERSION)" "$$sum" > $(UPLOT_DIR)/VERSION; \
+	echo "vendor-uplot: uplot $(UPLOT_VERSION) -> $(UPLOT_DIR)"
