@@ -1,0 +1,214 @@
+// Command ratingsd turns live set-top-box channel-change events from NATS into
+// TV ratings: minute audience curves, the now board, reach, flow and capacity,
+// over HTTP, Server-Sent Events and NATS.
+//
+// With no -nats URL it starts an embedded NATS server, so one command runs it
+// all; -demo adds a simulated audience. Every flag can also be set as an
+// environment variable RATINGS_<NAME> (e.g. RATINGS_HTTP=127.0.0.1:9090 for
+// -http); a flag on the command line wins. Run ratingsd -h for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator"
+	"github.com/ratingsd/ratingsd/aggregator/service"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run is main with its inputs and output passed in; it returns the exit
+// code: 0, 1 when the service fails, 2 for bad flags or settings.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, logLevel, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ratingsd: %v\n", err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "ratingsd: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := service.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("ratingsd stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parse turns the environment and the command line into a service.Config.
+func parse(args []string, getenv func(string) string, out io.Writer) (service.Config, slog.Level, error) {
+	d := service.DefaultConfig()
+	cfg := d
+	fs := flag.NewFlagSet("ratingsd", flag.ContinueOnError)
+	fs.SetOutput(out)
+
+	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server `URL` (comma-separated for several); empty starts an embedded server")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", d.NATSListen, "embedded NATS server's `address` for producers")
+	fs.StringVar(&cfg.Subject, "subject", d.Subject, "NATS `subject` the events arrive on")
+	fs.StringVar(&cfg.JetStream, "jetstream", "", "consume this JetStream `stream` (created if absent) instead of core NATS")
+	fs.Var(days{&cfg.JetStreamMaxAge}, "jetstream-max-age", "how long (a `duration`) a stream the service creates keeps raw events; warned above 24h, refused at 30d")
+	fs.StringVar(&cfg.HTTPAddr, "http", d.HTTPAddr, "HTTP API `address`; without -tokens it must be loopback")
+	fs.StringVar(&cfg.DataDir, "data", d.DataDir, "data `directory` (the embedded server's JetStream store)")
+	fs.Var(model{&cfg.Model}, "model", "audience `model`: tuning (each device credited to the channel it watched longest in a minute) or events (stateless)")
+	fs.DurationVar(&cfg.Lateness, "lateness", d.Lateness, "how long after a minute's end (in event time) it stays open for late events")
+	fs.Var(precision{&cfg.Precision}, "precision", "HyperLogLog `precision`, 4..18 (14: 0.81% standard error)")
+	fs.Var(days{&cfg.MinuteRetention}, "minute-retention", "how long (a `duration`) minute sketches are kept; at most 7d")
+	fs.Var(days{&cfg.Retention}, "retention", "how long (a `duration`) the reach tier is kept; under 30d")
+	fs.StringVar(&cfg.TokensFile, "tokens", "", "bearer token `file` (token and role per line); without it the HTTP API binds to loopback only")
+	fs.BoolVar(&cfg.Demo, "demo", false, "publish a simulated live audience to the subject")
+	fs.IntVar(&cfg.DemoDevices, "demo-devices", d.DemoDevices, "set-top boxes of the -demo audience")
+	fs.IntVar(&cfg.Workers, "workers", d.Workers, "decode workers; the default is the number of CPUs")
+	fs.IntVar(&cfg.MaxChannels, "max-channels", d.MaxChannels, "distinct channels (and regions) kept; events for more are rejected as channel_limit")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", d.MaxClockSkew, "events further ahead of the clock are rejected as future")
+	fs.DurationVar(&cfg.MinDwell, "min-dwell", d.MinDwell, "viewing shorter than this is zapping and credited nowhere")
+	fs.Var(days{&cfg.Inactivity}, "inactivity", "a device silent for this `duration` is taken to have stopped watching")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest NATS message decoded; larger ones are rejected as too_large")
+	var logLevel slog.Level
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+
+	fs.Usage = func() {
+		fmt.Fprint(out, `Usage: ratingsd [flags]
+
+ratingsd turns set-top-box channel-change events from NATS into live TV
+ratings, served over HTTP (dashboard at /, JSON under /v1/, /metrics), as
+sealed minutes on NATS (ratings.minute.<channel>) and as the NATS micro
+service "ratings". Without -nats it runs an embedded NATS server.
+
+Every flag can also be set as an environment variable RATINGS_<NAME>, e.g.
+RATINGS_HTTP for -http or RATINGS_NATS_LISTEN for -nats-listen; a flag on
+the command line wins. Durations take Go syntax (90s, 48h) or days (28d).
+
+Flags:
+`)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(out, "  -%s", f.Name)
+			if name != "" {
+				fmt.Fprintf(out, " %s", name)
+			}
+			fmt.Fprintf(out, "\t[%s]\n    \t%s", envName(f.Name), usage)
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
+				fmt.Fprintf(out, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(out)
+		})
+	}
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q (-%s): %w", envName(f.Name), v, f.Name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, 0, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, 0, fmt.Errorf("unexpected argument %q: ratingsd takes flags only (see ratingsd -h)", fs.Arg(0))
+	}
+	return cfg, logLevel, nil
+}
+
+// envName is the environment variable of a flag: -nats-listen → RATINGS_NATS_LISTEN.
+func envName(flagName string) string {
+	return "RATINGS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// days is a duration flag that also takes whole days ("28d").
+type days struct{ d *time.Duration }
+
+func (v days) String() string {
+	if v.d == nil {
+		return ""
+	}
+	if *v.d >= 24*time.Hour && *v.d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(*v.d/(24*time.Hour)), 10) + "d"
+	}
+	// 4h0m0s reads better as 4h.
+	s := v.d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func (v days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		k, err := strconv.ParseUint(n, 10, 16)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number of days", s)
+		}
+		*v.d = time.Duration(k) * 24 * time.Hour
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 90s, 48h or 28d", s)
+	}
+	*v.d = d
+	return nil
+}
+
+type model struct{ m *aggregator.Model }
+
+func (v model) String() string {
+	if v.m == nil {
+		return ""
+	}
+	return v.m.String()
+}
+
+func (v model) Set(s string) error {
+	m, err := aggregator.ParseModel(s)
+	if err != nil {
+		return err
+	}
+	*v.m = m
+	return nil
+}
+
+type precision struct{ p *uint8 }
+
+func (v precision) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(int(*v.p))
+}
+
+func (v precision) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 8)
+	if err != nil {
+		return fmt.Errorf("%q is not a number 4..18", s)
+	}
+	*v.p = uint8(n)
+	return nil
+}
