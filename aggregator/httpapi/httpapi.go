@@ -24,8 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	vm "github.com/VictoriaMetrics/metrics"
-
 	"github.com/ratingsd/ratingsd/aggregator"
 	"github.com/ratingsd/ratingsd/aggregator/telemetry"
 )
@@ -82,6 +80,9 @@ func New(cfg Config) *Server {
 	}
 	if len(cfg.Tokens) > 0 {
 		s.keys = newKeyring(cfg.Tokens)
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchStream(s.subscribers, s.dropped.Load)
 	}
 	assets, err := fs.Sub(static, "static")
 	if err != nil {
@@ -264,8 +265,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, status{"ready"})
 }
 
-// metrics serves the Prometheus text exposition: the service's metrics, and
-// the event stream's own.
+// metrics serves the Prometheus text exposition of the service's metrics.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if _, err := parseParams(r); err != nil {
 		writeError(w, statusOf(err), err.Error())
@@ -276,8 +276,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.WritePrometheus(w)
 	}
-	vm.WriteGaugeUint64(w, "ratings_http_stream_subscribers", uint64(s.subscribers()))
-	vm.WriteCounterUint64(w, "ratings_http_stream_dropped_total", s.dropped.Load())
 }
 
 func (s *Server) privacy(r *http.Request) (any, error) {

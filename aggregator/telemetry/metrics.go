@@ -256,6 +256,14 @@ func (m *Metrics) MicroRequest(failed bool) {
 // DemoPublished counts events the built-in demo load published.
 func (m *Metrics) DemoPublished(n int) { m.demoEvents.Add(n) }
 
+// WatchStream exposes the HTTP event stream's figures, read from its owner
+// when scraped: open subscribers, and sealed minutes dropped for subscribers
+// that read too slowly. Call it once per Metrics.
+func (m *Metrics) WatchStream(subscribers func() int, dropped func() uint64) {
+	m.set.NewGauge(`ratings_http_stream_subscribers`, func() float64 { return float64(subscribers()) })
+	m.set.NewGauge(`ratings_http_stream_dropped_total`, func() float64 { return float64(dropped()) })
+}
+
 // ObserveHTTP records one HTTP request: its route (the pattern, not the path,
 // so that label values stay few), status code and duration.
 func (m *Metrics) ObserveHTTP(route string, status int, d time.Duration) {
