@@ -197,6 +197,11 @@ type Aggregator struct {
 	firstOpen atomic.Int64
 
 	sealMu sync.Mutex // serializes sealing; never held while a shard lock is wanted by a writer for long
+	// gate is held shared by every Writer.Write (after start) and
+	// exclusively by Snapshot while it copies the state, so that a snapshot
+	// holds exactly the events of the Writes that returned before it. Lock
+	// order: sealMu, gate, a shard's mu, store.mu.
+	gate sync.RWMutex
 
 	store store
 

@@ -53,8 +53,10 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 	wall := a.cfg.Now()
 	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
 	if a.firstOpen.Load() < 0 {
-		a.start(evs, maxAhead)
+		a.start(evs, maxAhead) // takes sealMu: before the gate (lock order)
 	}
+	a.gate.RLock()
+	defer a.gate.RUnlock()
 	firstOpen := a.firstOpen.Load()
 	oldest := firstOpen - int64(a.cfg.MinuteRetention/60e9)
 

@@ -223,12 +223,12 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 		var total uint64
 		for _, s := range a.shards {
 			s.mu.Lock()
-			for k, n := range s.viewing {
-				if region == "" || uint32(k) == regionID {
+			s.viewing.each(func(k uint64, n uint32) {
+				if n != 0 && (region == "" || uint32(k) == regionID) {
 					counts[uint32(k>>32)] += uint64(n)
 					total += uint64(n)
 				}
-			}
+			})
 			s.mu.Unlock()
 		}
 		chNames := a.channels.all() // after the shards: it names every id they hold

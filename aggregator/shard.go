@@ -29,14 +29,16 @@ type shard struct {
 	overflow map[uint64][]credit
 	// viewing counts devices currently on each (channel, region) cell, for
 	// the "now" figures: key is cellKey(ch, region).
-	viewing map[uint64]int32
+	// It is a countMap with wrapping arithmetic (a decrement adds 2^32-1):
+	// every net count is non-negative. Profiled: as a Go map, updating it
+	// on every channel change took a fifth of end-to-end ingest.
+	viewing countMap
 }
 
 func newShard(a *Aggregator) *shard {
 	s := &shard{a: a}
 	if a.cfg.Model == Tuning {
 		s.devIdx = make(map[uint64]int32)
-		s.viewing = make(map[uint64]int32)
 	}
 	return s
 }

@@ -104,12 +104,7 @@ func (s *shard) setChannelLocked(d *device, ch uint32) {
 }
 
 func (s *shard) view(ch, region uint32, delta int32) {
-	k := cellKey(ch, region)
-	if n := s.viewing[k] + delta; n != 0 {
-		s.viewing[k] = n
-	} else {
-		delete(s.viewing, k)
-	}
+	s.viewing.add(cellKey(ch, region), uint32(delta))
 }
 
 // expireLocked ends the segment of a device silent for Inactivity.

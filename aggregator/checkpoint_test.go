@@ -1,0 +1,646 @@
+package aggregator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
+	ckpt "github.com/ratingsd/ratingsd/aggregator/store"
+	"github.com/ratingsd/ratingsd/bench"
+	"github.com/ratingsd/ratingsd/sketch"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden checkpoint sections in testdata/checkpoint")
+
+const goldenDir = "../testdata/checkpoint"
+
+// streamFrames returns the committed stream's events re-framed in batches of
+// 256 (so that a test can cut anywhere) and its truth.
+func streamFrames(t testing.TB) ([][]byte, *bench.Truth) {
+	t.Helper()
+	const path = "../testdata/stream/prime-20k.tvs"
+	truth, err := bench.LoadTruth(path + ".truth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bench.OpenStream(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var frames [][]byte
+	var enc event.BatchEncoder
+	var evs []event.Event
+	for {
+		evs, err = st.Next(evs[:0])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range evs {
+			if err := enc.Add(&evs[i]); err != nil {
+				t.Fatal(err)
+			}
+			if enc.Len() == 256 {
+				frames = append(frames, enc.AppendFrame(nil, false))
+				enc.Reset()
+			}
+		}
+	}
+	if enc.Len() > 0 {
+		frames = append(frames, enc.AppendFrame(nil, false))
+	}
+	return frames, truth
+}
+
+// replay writes frames into a, sealing as the service's ticker would.
+func replay(t testing.TB, a *Aggregator, frames [][]byte) {
+	t.Helper()
+	w := a.NewWriter()
+	var dec event.Decoder
+	var rej event.Rejections
+	var batch []event.Event
+	for i, f := range frames {
+		batch = dec.Decode(batch[:0], f, &rej)
+		w.Write(batch, &rej)
+		if i%16 == 0 {
+			a.Tick()
+		}
+	}
+	if rej.Total() != 0 {
+		t.Fatalf("%d events rejected: %v", rej.Total(), rej.First)
+	}
+}
+
+// checkpointTrip snapshots a, encodes it, writes it through a real store
+// directory, loads it back and restores it under cfg.
+func checkpointTrip(t testing.TB, a *Aggregator, cfg Config) *Aggregator {
+	t.Helper()
+	sn := a.Snapshot(func() uint64 { return 42 })
+	cp, err := sn.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ckpt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	keys := CheckpointKeys(a.cfg.Key)
+	if _, err := d.Write(cp, keys); err != nil {
+		t.Fatal(err)
+	}
+	loaded, bad, err := d.LoadNewest(keys)
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("load: %v %v", err, bad)
+	}
+	if loaded.StreamSeq != 42 {
+		t.Errorf("stream seq %d, want 42", loaded.StreamSeq)
+	}
+	b, err := Restore(cfg, loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCheckpointRoundTrip replays the committed stream and checkpoints it at
+// several points; each checkpoint is restored and fed the rest of the stream,
+// and every sealed minute and reach answer must equal the original's. Restored
+// into another shard count, the exact counts must still agree and estimates
+// fall within their intervals (an events-model audience is exact or estimated
+// depending on how its devices fell on shards).
+func TestCheckpointRoundTrip(t *testing.T) {
+	frames, truth := streamFrames(t)
+	info := truth.Info()
+	key, err := sketch.KeyFromBytes([]byte("truth-test-key16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, model := range []Model{Tuning, Events} {
+		t.Run(model.String(), func(t *testing.T) {
+			cfg := Config{Model: model, Key: key, Shards: 8, Now: func() time.Time { return info.End }}
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type cut struct {
+				at     int
+				shards int // of the restored aggregator
+				b      *Aggregator
+			}
+			n := len(frames)
+			cuts := []cut{{at: n / 2, shards: 8}, {at: n * 8 / 10, shards: map[Model]int{Tuning: 2, Events: 16}[model]}}
+			done := 0
+			for i := range cuts {
+				c := &cuts[i]
+				replay(t, a, frames[done:c.at])
+				done = c.at
+				if a.SealedMinutes() == 0 || a.OpenMinutes() == 0 {
+					t.Fatalf("cut at frame %d: %d sealed, %d open minutes; want both", c.at, a.SealedMinutes(), a.OpenMinutes())
+				}
+				cfg2 := cfg
+				cfg2.Shards = c.shards
+				if i == 0 { // through a real checkpoint directory once
+					c.b = checkpointTrip(t, a, cfg2)
+				} else if cp, err := a.Snapshot(nil).Encode(); err != nil {
+					t.Fatal(err)
+				} else if c.b, err = Restore(cfg2, cp); err != nil {
+					t.Fatal(err)
+				}
+				if got, want := c.b.TuningTableSize(), a.TuningTableSize(); got != want {
+					t.Errorf("cut at %d: tuning table: %d devices restored, want %d", c.at, got, want)
+				}
+				if got, want := c.b.Now(), a.Now(); !reflect.DeepEqual(got.Open, want.Open) || got.Sealed.Start != want.Sealed.Start {
+					t.Errorf("cut at %d: board after restore differs:\n got %v\nwant %v", c.at, got, want)
+				}
+			}
+			replay(t, a, frames[done:])
+			a.SealThrough(info.End.UnixMilli())
+			am := a.Minutes(info.Start, info.End)
+			if len(am) < 55 {
+				t.Fatalf("%d sealed minutes", len(am))
+			}
+			for _, c := range cuts {
+				b := c.b
+				replay(t, b, frames[c.at:])
+				b.SealThrough(info.End.UnixMilli())
+				if a.Accepted() != b.Accepted() || a.SealedMinutes() != b.SealedMinutes() {
+					t.Errorf("cut at %d: accepted %d, %d sealed; restored %d, %d", c.at, a.Accepted(), a.SealedMinutes(), b.Accepted(), b.SealedMinutes())
+				}
+				bm := b.Minutes(info.Start, info.End)
+				if len(am) != len(bm) {
+					t.Fatalf("cut at %d: %d sealed minutes, restored %d", c.at, len(am), len(bm))
+				}
+				same := c.shards == cfg.Shards
+				for i := range am {
+					if diff := minuteDiff(am[i], bm[i], same || model == Tuning); diff != "" {
+						t.Errorf("cut at %d, shards %d: minute %s: %s", c.at, c.shards, am[i].Start.Format("15:04"), diff)
+					}
+				}
+				// Reach is a union of sealed sketches: the same when the
+				// minutes' sketches are; within the interval otherwise.
+				for _, w := range truth.ReachWindows() {
+					for _, set := range append(truth.ReachSets(), nil) {
+						ra, err1 := a.Reach(set, w.From, w.To)
+						rb, err2 := b.Reach(set, w.From, w.To)
+						if err1 != nil || err2 != nil {
+							t.Fatalf("reach %v %s: %v %v", set, w.From, err1, err2)
+						}
+						if ra != rb && (same || rb.Value < ra.Low || rb.Value > ra.High) {
+							t.Errorf("cut at %d, shards %d: reach %v %s..%s = %v, restored %v", c.at, c.shards, set, w.From.Format("15:04"), w.To.Format("15:04"), ra, rb)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// minuteDiff describes how two sealed minutes differ ("" if they do not).
+// With exact false, the audiences need only agree within their intervals
+// (an events-model audience is exact or estimated depending on how its
+// devices fell on shards).
+func minuteDiff(a, b *Minute, exact bool) string {
+	if !exact {
+		within := func(x, y sketch.Estimate) bool {
+			return y.Value >= x.Low && y.Value <= x.High || x.Value >= y.Low && x.Value <= y.High
+		}
+		if !within(a.Total, b.Total) || len(a.Channels) != len(b.Channels) {
+			return fmt.Sprintf("total %v, restored %v, %d channels, restored %d", a.Total, b.Total, len(a.Channels), len(b.Channels))
+		}
+		for _, c := range a.Channels {
+			d, ok := b.Channel(c.Channel)
+			if !ok || !within(c.Audience, d.Audience) {
+				return fmt.Sprintf("channel %s %v, restored %v", c.Channel, c.Audience, d.Audience)
+			}
+		}
+	} else {
+		if a.Total != b.Total {
+			return fmt.Sprintf("total %v, restored %v", a.Total, b.Total)
+		}
+		if !reflect.DeepEqual(strip(a.Channels), strip(b.Channels)) {
+			return fmt.Sprintf("channels\n%v\nrestored\n%v", strip(a.Channels), strip(b.Channels))
+		}
+	}
+	switch {
+	case !a.Start.Equal(b.Start):
+		return fmt.Sprintf("start %s, restored %s", a.Start, b.Start)
+	case !reflect.DeepEqual(a.Cells, b.Cells):
+		return fmt.Sprintf("cells %v, restored %v", a.Cells, b.Cells)
+	case !reflect.DeepEqual(a.Flows, b.Flows):
+		return fmt.Sprintf("flows %v, restored %v", a.Flows, b.Flows)
+	case !reflect.DeepEqual(a.Zaps, b.Zaps):
+		return fmt.Sprintf("zaps %v, restored %v", a.Zaps, b.Zaps)
+	}
+	return ""
+}
+
+func strip(cs []ChannelMinute) []ChannelMinute {
+	out := make([]ChannelMinute, len(cs))
+	for i, c := range cs {
+		out[i] = ChannelMinute{Channel: c.Channel, Audience: c.Audience, Share: c.Share}
+	}
+	return out
+}
+
+// TestSnapshotUnderConcurrentWriters takes snapshots while writers and the
+// sealer run (meant for -race). Each snapshot must be a cut: its accepted
+// count lies between what writers had acknowledged before and after it, and
+// equals the events its state holds (every event is a tune, counted once in
+// the zaps of its minute, sealed or open).
+func TestSnapshotUnderConcurrentWriters(t *testing.T) {
+	for _, model := range []Model{Tuning, Events} {
+		t.Run(model.String(), func(t *testing.T) {
+			const writers, perWriter, devices = 4, 8_000, 4_000
+			cfg := Config{Model: model, Key: benchKey(t), Shards: 8,
+				Now: func() time.Time { return benchStart.Add(time.Hour) }}
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs := synthetic(writers*perWriter, devices, 50, 20, 11)
+			ctx, cancel := context.WithCancel(context.Background())
+			var sealer sync.WaitGroup
+			sealer.Go(func() {
+				for ctx.Err() == nil {
+					a.SealThrough(a.maxTS.Load() - 2*msPerMinute)
+				}
+			})
+			var acked atomic.Uint64
+			var ww sync.WaitGroup
+			start := make(chan struct{})
+			for w := range writers {
+				ww.Go(func() {
+					wr := a.NewWriter()
+					<-start
+					for i := w * 50; i < len(evs); i += writers * 50 {
+						acked.Add(uint64(wr.Write(evs[i:min(i+50, len(evs))], nil)))
+						runtime.Gosched() // let the snapshots in between batches
+					}
+				})
+			}
+			var done atomic.Bool
+			go func() { ww.Wait(); done.Store(true) }()
+			var snaps []*Snapshot
+			var bounds [][2]uint64
+			close(start)
+			for !done.Load() && len(snaps) < 20 {
+				if acked.Load() == 0 {
+					runtime.Gosched() // snapshots of nothing prove nothing
+					continue
+				}
+				before := acked.Load()
+				sn := a.Snapshot(nil)
+				bounds = append(bounds, [2]uint64{before, acked.Load() + writers*50})
+				snaps = append(snaps, sn)
+			}
+			ww.Wait()
+			cancel()
+			sealer.Wait()
+			for i, sn := range snaps {
+				if sn.accepted < bounds[i][0] || sn.accepted > bounds[i][1] {
+					t.Errorf("snapshot %d: %d accepted, writers had %d acknowledged before and at most %d after", i, sn.accepted, bounds[i][0], bounds[i][1])
+				}
+				cp, err := sn.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := Restore(cfg, cp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.SealThrough(benchStart.Add(time.Hour).UnixMilli())
+				var zaps uint64
+				for _, m := range b.Minutes(benchStart, benchStart.Add(time.Hour)) {
+					for _, z := range m.Zaps {
+						zaps += z.Count
+					}
+				}
+				if zaps != sn.accepted || b.Accepted() != sn.accepted {
+					t.Errorf("snapshot %d: %d accepted, %d tune events in its state, Accepted() %d after restore", i, sn.accepted, zaps, b.Accepted())
+				}
+				t.Logf("snapshot %d: %d events, ingest held %s", i, sn.accepted, sn.Pause)
+			}
+			mid := 0
+			for _, sn := range snaps {
+				if sn.accepted > 0 && sn.accepted < a.Accepted() {
+					mid++
+				}
+			}
+			if mid == 0 {
+				t.Errorf("none of %d snapshots fell during ingest: the test proved nothing", len(snaps))
+			}
+		})
+	}
+}
+
+// goldenAggregator ingests a small fixed scenario that touches every part of
+// the state: sealed minutes across an hour boundary (a complete hour and the
+// incomplete one), open minutes, regions, a standby, flows, and a device
+// that watched more channels in a minute than fit in its entry.
+func goldenAggregator(t testing.TB, model Model) *Aggregator {
+	t.Helper()
+	key, err := sketch.KeyFromBytes([]byte("golden-key-00016"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 3, 14, 19, 58, 0, 0, time.UTC)
+	a, err := New(Config{Model: model, Key: key, Shards: 2, Now: func() time.Time { return start.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d time.Duration) int64 { return start.Add(d).UnixMilli() }
+	var evs []event.Event
+	add := func(dev, ch, region string, d time.Duration, kind event.Kind) {
+		evs = append(evs, event.Event{Device: []byte(dev), Channel: []byte(ch), Region: []byte(region), TS: at(d), Kind: kind})
+	}
+	for i := range 40 {
+		add(fmt.Sprintf("stb-%d", i), fmt.Sprintf("ch-%d", i%3), fmt.Sprintf("r-%d", i%2), time.Duration(i)*time.Second, event.Tune)
+	}
+	add("stb-1", "ch-2", "r-1", 90*time.Second, event.Tune)
+	add("stb-2", "", "r-0", 150*time.Second, event.Standby)
+	for i, ch := range []string{"a", "b", "c", "d", "e", "f"} { // six channels in 20:02
+		add("stb-zapper", ch, "", 4*time.Minute+time.Duration(i*7)*time.Second, event.Tune)
+	}
+	for i := range 1100 { // a dense counter in the open minute
+		add(fmt.Sprintf("big-%d", i), "ch-0", "r-0", 4*time.Minute+50*time.Second, event.Tune)
+	}
+	add("stb-3", "ch-0", "r-1", 5*time.Minute, event.Heartbeat)
+	var rej event.Rejections
+	a.NewWriter().Write(evs, &rej)
+	if rej.Total() != 0 {
+		t.Fatalf("rejected: %v", rej.First)
+	}
+	a.SealThrough(at(4 * time.Minute)) // 19:58 .. 20:01 sealed
+	return a
+}
+
+// TestCheckpointGolden freezes the sections' bytes (testdata/checkpoint; go
+// test -run TestCheckpointGolden -update rewrites them) and restores the
+// golden files: old fixtures must keep decoding.
+func TestCheckpointGolden(t *testing.T) {
+	for _, model := range []Model{Tuning, Events} {
+		t.Run(model.String(), func(t *testing.T) {
+			a := goldenAggregator(t, model)
+			cp, err := a.Snapshot(nil).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range cp.Sections {
+					if err := os.WriteFile(goldenPath(model, s.Name), s.Data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			golden := loadGolden(t, model)
+			for i, s := range cp.Sections {
+				if !bytes.Equal(s.Data, golden.Sections[i].Data) {
+					t.Errorf("section %q: %d bytes differ from the golden %d (run with -update after a deliberate format change, and add a version)", s.Name, len(s.Data), len(golden.Sections[i].Data))
+				}
+				if want := map[bool]string{true: KeyEpoch(a.cfg.Key), false: ""}[s.Name != "meta" && s.Name != "names"]; s.Epoch != want {
+					t.Errorf("section %q sealed under %q, want %q", s.Name, s.Epoch, want)
+				}
+			}
+			b, err := Restore(a.cfg, golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := time.Date(2025, 3, 14, 20, 10, 0, 0, time.UTC)
+			a.SealThrough(end.UnixMilli())
+			b.SealThrough(end.UnixMilli())
+			am, bm := a.Minutes(end.Add(-time.Hour), end), b.Minutes(end.Add(-time.Hour), end)
+			if len(am) != len(bm) || len(am) < 6 {
+				t.Fatalf("%d minutes, restored %d", len(am), len(bm))
+			}
+			for i := range am {
+				if diff := minuteDiff(am[i], bm[i], true); diff != "" {
+					t.Errorf("minute %s: %s", am[i].Start.Format("15:04"), diff)
+				}
+			}
+			if model == Tuning {
+				m := b.Minutes(end.Add(-8*time.Minute), end.Add(-7*time.Minute)) // 20:02
+				if len(m) != 1 {
+					t.Fatalf("20:02 not sealed after restore")
+				}
+				if c, _ := m[0].Channel("f"); c.Audience.Value != 1 || m[0].Total.Value != 1140 {
+					t.Errorf("20:02: the zapper's longest channel f has %d, want 1; total %d, want 1140", c.Audience.Value, m[0].Total.Value)
+				}
+			}
+		})
+	}
+}
+
+func goldenPath(model Model, section string) string {
+	return filepath.Join(goldenDir, model.String()+"-"+section+".bin")
+}
+
+func loadGolden(t testing.TB, model Model) *ckpt.Checkpoint {
+	t.Helper()
+	cp := &ckpt.Checkpoint{}
+	for _, name := range []string{"meta", "names", "tuning", "open", "sealed"} {
+		data, err := os.ReadFile(goldenPath(model, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.Sections = append(cp.Sections, ckpt.Section{Name: name, Data: data})
+	}
+	return cp
+}
+
+// withSection returns a copy of cp whose section name holds data (or is
+// gone, if data is nil).
+func withSection(cp *ckpt.Checkpoint, name string, data []byte) *ckpt.Checkpoint {
+	out := &ckpt.Checkpoint{}
+	for _, s := range cp.Sections {
+		if s.Name == name {
+			if data == nil {
+				continue
+			}
+			s.Data = data
+		}
+		out.Sections = append(out.Sections, s)
+	}
+	return out
+}
+
+func TestRestoreErrors(t *testing.T) {
+	golden := loadGolden(t, Tuning)
+	a := goldenAggregator(t, Tuning)
+	cfg := a.cfg
+	f := func(name string, cfg Config, cp *ckpt.Checkpoint, want error, mention string) {
+		t.Helper()
+		_, err := Restore(cfg, cp)
+		if !errors.Is(err, want) || !bytes.Contains([]byte(err.Error()), []byte(mention)) {
+			t.Errorf("%s: error %v, want %v mentioning %q", name, err, want, mention)
+		}
+	}
+	other := cfg
+	other.Key, _ = sketch.KeyFromBytes([]byte("another-key-0016"))
+	f("other key", other, golden, ErrCheckpointConfig, "written under key")
+	other = cfg
+	other.Model = Events
+	f("other model", other, golden, ErrCheckpointConfig, "tuning model")
+	other = cfg
+	other.Precision = 12
+	f("other precision", other, golden, ErrCheckpointConfig, "precision 14")
+	other = cfg
+	other.MinDwell = 3 * time.Second
+	f("other min dwell", other, golden, ErrCheckpointConfig, "min dwell 5000ms")
+	f("nil", cfg, nil, ErrCheckpointCorrupt, "nil checkpoint")
+	f("no open section", cfg, withSection(golden, "open", nil), ErrCheckpointCorrupt, `no section "open"`)
+	f("key gone", cfg, &ckpt.Checkpoint{Unreadable: []*ckpt.SectionError{{Name: "sealed", Epoch: "k-x", Err: ckpt.ErrKeyGone}}}, ckpt.ErrKeyGone, "sealed")
+	meta, _ := golden.Section("meta")
+	f("version", cfg, withSection(golden, "meta", append([]byte{2}, meta[1:]...)), ErrCheckpointCorrupt, "version 2")
+	f("trailing", cfg, withSection(golden, "meta", append(bytes.Clone(meta), 0)), ErrCheckpointCorrupt, "1 bytes after the end")
+	f("empty", cfg, withSection(golden, "names", []byte{}), ErrCheckpointCorrupt, "truncated")
+	f("bad name", cfg, withSection(golden, "names", []byte{1, 1, 3, 'a', ' ', 'b', 0}), ErrCheckpointCorrupt, "is not 1..64 bytes")
+	f("huge count", cfg, withSection(golden, "tuning", []byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), ErrCheckpointCorrupt, "cannot fit")
+	// Every truncation of every section is a clear error, never a panic.
+	for _, s := range golden.Sections {
+		for n := 0; n < len(s.Data); n += max(1, len(s.Data)/512) {
+			_, err := Restore(cfg, withSection(golden, s.Name, s.Data[:n]))
+			if !errors.Is(err, ErrCheckpointCorrupt) {
+				t.Fatalf("section %q cut to %d of %d bytes: error %v", s.Name, n, len(s.Data), err)
+			}
+		}
+	}
+	// Without the tuning section (-persist-tuning=false) the table is empty.
+	b, err := Restore(cfg, withSection(golden, "tuning", nil))
+	if err != nil || b.TuningTableSize() != 0 {
+		t.Errorf("without tuning: %v, %d devices", err, b.TuningTableSize())
+	}
+}
+
+// FuzzRestore replaces one section of a golden checkpoint with arbitrary
+// bytes: Restore must return nil or a documented error, never panic, and a
+// restored aggregator must survive sealing.
+func FuzzRestore(f *testing.F) {
+	names := []string{"meta", "names", "tuning", "open", "sealed"}
+	goldens := []*ckpt.Checkpoint{loadGolden(f, Tuning), loadGolden(f, Events)}
+	for m, g := range goldens {
+		for i, s := range g.Sections {
+			f.Add(uint8(m), uint8(i), s.Data)
+			f.Add(uint8(m), uint8(i), s.Data[:len(s.Data)/2])
+		}
+	}
+	for _, bad := range [][]byte{{}, {1}, {0}, {1, 0xff}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, bytes.Repeat([]byte{0x80}, 20)} {
+		for i := range names {
+			f.Add(uint8(0), uint8(i), bad)
+		}
+	}
+	f.Fuzz(func(t *testing.T, model, section uint8, data []byte) {
+		m := Model(model % 2)
+		key, _ := sketch.KeyFromBytes([]byte("golden-key-00016"))
+		cfg := Config{Model: m, Key: key, Shards: 2, Now: func() time.Time { return time.Date(2025, 3, 14, 21, 0, 0, 0, time.UTC) }}
+		cp := withSection(goldens[m], names[int(section)%len(names)], data)
+		a, err := Restore(cfg, cp)
+		if err != nil {
+			if !errors.Is(err, ErrCheckpointCorrupt) && !errors.Is(err, ErrCheckpointConfig) {
+				t.Fatalf("undocumented error %v", err)
+			}
+			return
+		}
+		// A few minutes: a far-away watermark is sealed minute by minute,
+		// which is the engine's business, not the decoder's.
+		if m := a.firstOpen.Load(); m >= 0 {
+			a.SealThrough((m + 3) * msPerMinute)
+		}
+	})
+}
+
+// BenchmarkCheckpoint is a whole checkpoint of a national operator's state:
+// 500 channels, 2M devices in the tuning table, and sealed minutes (one
+// really sealed with every device credited, repeated through the store as
+// in dayOfMinutes). It reports how long ingest is held (pause), the copy,
+// the encoding and the store's write (zstd, AES-GCM, fsync), per checkpoint.
+// Run with -benchtime 1x; RATINGS_BENCH_MINUTES sets the sealed minutes.
+func BenchmarkCheckpoint(b *testing.B) {
+	const devices = 2_000_000
+	minutes := 60
+	if s := os.Getenv("RATINGS_BENCH_MINUTES"); s != "" {
+		fmt.Sscan(s, &minutes)
+	}
+	evs := synthetic(devices, devices, 500, 1, 4)
+	for i := range evs {
+		evs[i].Device = fmt.Appendf(evs[i].Device[:0], "stb-%012d", i) // each device once
+	}
+	cfg := DefaultConfig()
+	cfg.Key = benchKey(b)
+	cfg.Now = func() time.Time { return benchStart.Add(30 * 24 * time.Hour) }
+	a, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.NewWriter().Write(evs, nil)
+	a.SealThrough(benchStart.Add(2 * time.Minute).UnixMilli()) // 20:00 and 20:01, every device credited
+	tmpl := a.Latest()
+	for m := 2; m < minutes; m++ {
+		min := *tmpl
+		min.Start = benchStart.Add(time.Duration(m) * time.Minute)
+		a.store.put(&min, a)
+	}
+	// An open minute with every device credited, as just before a seal.
+	w := a.NewWriter()
+	for i := range evs {
+		evs[i].TS = benchStart.Add(time.Duration(minutes)*time.Minute + time.Duration(i%50_000)*time.Millisecond).UnixMilli()
+	}
+	w.Write(evs[:devices/10], nil) // a tenth of the boxes zap in the open minute
+	d, err := ckpt.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	keys := CheckpointKeys(cfg.Key)
+	var pause, snap, encode, write time.Duration
+	var size int64
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		sn := a.Snapshot(nil)
+		t1 := time.Now()
+		cp, err := sn.Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		f, err := d.Write(cp, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pause += sn.Pause
+		snap += t1.Sub(t0)
+		encode += t2.Sub(t1)
+		write += time.Since(t2)
+		size = f.Size
+		if err := d.Prune(1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(a.TuningTableSize()), "devices")
+	b.ReportMetric(float64(len(a.Minutes(benchStart, benchStart.Add(48*time.Hour)))), "sealed-minutes")
+	b.ReportMetric(pause.Seconds()*1e3/n, "pause-ms")
+	b.ReportMetric(snap.Seconds()*1e3/n, "snapshot-ms")
+	b.ReportMetric(encode.Seconds()*1e3/n, "encode-ms")
+	b.ReportMetric(write.Seconds()*1e3/n, "write-ms")
+	b.ReportMetric(float64(size)/(1<<20), "file-MiB")
+}
