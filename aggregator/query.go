@@ -62,6 +62,25 @@ func (st *store) keptLocked(lo, hi int64) (int64, int64, error) {
 
 func minuteTime(m int64) time.Time { return time.UnixMilli(m * msPerMinute).UTC() }
 
+// sealedIn returns the kept minutes [lo, hi) of the window [from, to), and
+// for each the sealed Minute (nil for a minute skipped as idle).
+func (a *Aggregator) sealedIn(from, to time.Time) (lo, hi int64, mins []*Minute, err error) {
+	if lo, hi, err = a.window(from, to); err != nil {
+		return 0, 0, nil, err
+	}
+	st := &a.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if lo, hi, err = st.keptLocked(lo, hi); err != nil {
+		return 0, 0, nil, err
+	}
+	mins = make([]*Minute, hi-lo)
+	for m := lo; m < hi; m++ {
+		mins[m-lo] = st.minutes[m]
+	}
+	return lo, hi, mins, nil
+}
+
 // Point is one minute of an audience curve.
 type Point struct {
 	Minute   time.Time
@@ -85,22 +104,10 @@ func (a *Aggregator) Audience(channel string, from, to time.Time) (Curve, error)
 	if _, ok := a.channels.lookup(channel); !ok {
 		return Curve{}, fmt.Errorf("%w: %q", ErrUnknownChannel, channel)
 	}
-	lo, hi, err := a.window(from, to)
+	lo, hi, mins, err := a.sealedIn(from, to)
 	if err != nil {
 		return Curve{}, err
 	}
-	st := &a.store
-	st.mu.Lock()
-	lo, hi, err = st.keptLocked(lo, hi)
-	if err != nil {
-		st.mu.Unlock()
-		return Curve{}, err
-	}
-	mins := make([]*Minute, hi-lo)
-	for m := lo; m < hi; m++ {
-		mins[m-lo] = st.minutes[m]
-	}
-	st.mu.Unlock()
 
 	c := Curve{Channel: channel, From: minuteTime(lo), To: minuteTime(hi), Points: make([]Point, len(mins))}
 	var sum float64
@@ -379,22 +386,10 @@ func (a *Aggregator) Capacity(region string, from, to time.Time) (Capacity, erro
 	if _, ok := a.regions.lookup(region); !ok {
 		return Capacity{}, fmt.Errorf("%w: %q", ErrUnknownRegion, region)
 	}
-	lo, hi, err := a.window(from, to)
+	lo, _, mins, err := a.sealedIn(from, to)
 	if err != nil {
 		return Capacity{}, err
 	}
-	st := &a.store
-	st.mu.Lock()
-	lo, hi, err = st.keptLocked(lo, hi)
-	if err != nil {
-		st.mu.Unlock()
-		return Capacity{}, err
-	}
-	mins := make([]*Minute, hi-lo)
-	for m := lo; m < hi; m++ {
-		mins[m-lo] = st.minutes[m]
-	}
-	st.mu.Unlock()
 
 	c := Capacity{Region: region}
 	om, open := a.open(region)

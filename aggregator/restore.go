@@ -448,19 +448,9 @@ func (a *Aggregator) restoreSealed(r *reader, rs *restoreState) error {
 	if hn := hourOf(newest); newest >= 0 && st.hours[hn] == nil {
 		h := &hour{chans: make(map[string]*sketch.Sketch), total: a.newSketch()}
 		for m := max(hn*60, first); m <= newest; m++ {
-			sealed := st.minutes[m]
-			if sealed == nil {
-				continue
+			if sealed := st.minutes[m]; sealed != nil {
+				h.add(a, sealed)
 			}
-			for _, c := range sealed.Channels {
-				sk := h.chans[c.Channel]
-				if sk == nil {
-					sk = a.newSketch()
-					h.chans[c.Channel] = sk
-				}
-				mustMerge(sk, c.sk)
-			}
-			mustMerge(h.total, sealed.total)
 		}
 		st.hours[hn] = h
 	}

@@ -59,15 +59,7 @@ func (st *store) put(sealed *Minute, a *Aggregator) {
 			}
 		}
 	}
-	for _, c := range sealed.Channels {
-		sk := h.chans[c.Channel]
-		if sk == nil {
-			sk = a.newSketch()
-			h.chans[c.Channel] = sk
-		}
-		mustMerge(sk, c.sk)
-	}
-	mustMerge(h.total, sealed.total)
+	h.add(a, sealed)
 	if m%60 == 59 {
 		h.complete = true
 		compact(h)
@@ -92,6 +84,19 @@ func (st *store) put(sealed *Minute, a *Aggregator) {
 			delete(st.hours, n)
 		}
 	}
+}
+
+// add merges a sealed minute's sketches into the hour's.
+func (h *hour) add(a *Aggregator, sealed *Minute) {
+	for _, c := range sealed.Channels {
+		sk := h.chans[c.Channel]
+		if sk == nil {
+			sk = a.newSketch()
+			h.chans[c.Channel] = sk
+		}
+		mustMerge(sk, c.sk)
+	}
+	mustMerge(h.total, sealed.total)
 }
 
 // compact estimates once so that the sketches' sparse state is compacted
