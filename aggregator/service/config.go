@@ -39,8 +39,17 @@ type Config struct {
 	// HTTPAddr is the HTTP API's address. Default 127.0.0.1:8080. Without
 	// Tokens it must be a loopback address.
 	HTTPAddr string
-	// DataDir holds the embedded server's JetStream store. Default "data".
+	// DataDir holds the sketch key (keys/sketch.key), the checkpoints
+	// (checkpoints/) and the embedded server's JetStream store (jetstream/).
+	// Default "data".
 	DataDir string
+	// CheckpointEvery is the period of checkpoints. Default 30s; negative
+	// turns the loop off (Shutdown still writes one).
+	CheckpointEvery time.Duration
+	// ForgetTuning leaves the tuning table out of checkpoints
+	// (-persist-tuning=false): after a restart every device's viewing
+	// starts again at its next event.
+	ForgetTuning bool
 	// Model is the audience model. Default tuning.
 	Model aggregator.Model
 	// Lateness: how far behind the newest event time a minute stays open.
@@ -79,9 +88,10 @@ type Config struct {
 	// rather than refused to its producer.
 	MaxMessageBytes int
 
-	// Key hashes device identifiers. If nil, a new random key held in
-	// memory only (docs/operations.md, State and restarts). Tests set one
-	// so that estimates are reproducible.
+	// Key hashes device identifiers. If nil, the key of
+	// DataDir/keys/sketch.key, created on the first start
+	// (docs/operations.md, Durability). Tests set one so that estimates are
+	// reproducible.
 	Key *sketch.Key
 	// Logger. If nil, slog.Default().
 	Logger *slog.Logger
@@ -125,6 +135,7 @@ func DefaultConfig() Config {
 		Inactivity:      a.Inactivity,
 		MaxMessageBytes: 4 << 20,
 		TickInterval:    DefaultTick,
+		CheckpointEvery: DefaultCheckpointEvery,
 	}
 }
 
@@ -147,6 +158,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.Inactivity, d.Inactivity)
 	setDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
 	setDefault(&c.TickInterval, d.TickInterval)
+	setDefault(&c.CheckpointEvery, d.CheckpointEvery)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -2,15 +2,17 @@
 // server or an external one) and to the HTTP API, and shuts them down in the
 // order that loses nothing.
 //
-// Start brings the parts up in dependency order — the aggregator, NATS, the
-// sealed-minute publisher, the micro service, the intake, the HTTP listener,
-// the sealing ticker and, with Demo, the simulated audience — and returns once
-// everything listens. Every goroutine it starts is owned by the Service and
-// ended by Shutdown: stop the demo and the intake (draining what NATS already
-// delivered), seal every minute the watermark allows and publish it, then
-// close the micro service, the NATS connection, the HTTP server and the
-// embedded NATS server. Run is Start, then Shutdown when ctx ends. A Service
-// is safe for concurrent use.
+// Start brings the parts up in dependency order — the sketch key and the
+// newest good checkpoint (checkpoint.go), the aggregator restored from it,
+// NATS, the sealed-minute publisher, the micro service, the intake, the HTTP
+// listener, the sealing ticker, the checkpoint loop and, with Demo, the
+// simulated audience — and returns once everything listens. Every goroutine
+// it starts is owned by the Service and ended by Shutdown: stop the demo and
+// the intake (draining what NATS already delivered), seal every minute the
+// watermark allows and publish it, write the last checkpoint and close the
+// checkpoint directory, then close the micro service, the NATS connection,
+// the HTTP server and the embedded NATS server. Run is Start, then Shutdown
+// when ctx ends. A Service is safe for concurrent use.
 package service
 
 import (
@@ -31,8 +33,8 @@ import (
 	"github.com/ratingsd/ratingsd/aggregator"
 	"github.com/ratingsd/ratingsd/aggregator/httpapi"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
+	"github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/aggregator/telemetry"
-	"github.com/ratingsd/ratingsd/sketch"
 )
 
 // shutdownTimeout bounds each step of Shutdown that waits on others.
@@ -56,6 +58,11 @@ type Service struct {
 	api    *httpapi.Server
 	http   *http.Server
 	httpLn net.Listener
+
+	store       *store.Dir // the checkpoints
+	ckpt        checkpointer
+	resumeAfter uint64      // the restored checkpoint's stream position
+	started     atomic.Bool // Start succeeded: Shutdown checkpoints
 
 	// state is what /readyz reports: nil once started, an error while
 	// starting or stopping.
@@ -116,16 +123,20 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 		}
 	}
 
-	// The key lives in memory only: a restart starts a new key epoch.
-	// docs/operations.md says what that means for reach across a restart.
-	key := cfg.Key
-	if key == nil {
-		if key, err = sketch.NewKey(); err != nil {
+	// The key persists in the data directory, so that checkpoints stay
+	// readable across restarts (checkpoint.go).
+	if s.cfg.Key == nil {
+		if s.cfg.Key, err = loadKey(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}
+	key := s.cfg.Key
+	cp, err := s.openCheckpoints(key)
+	if err != nil {
+		return nil, err
+	}
 	s.metrics = telemetry.New(nil)
-	s.agg, err = aggregator.New(aggregator.Config{
+	s.agg, err = s.restore(aggregator.Config{
 		Model:           cfg.Model,
 		Precision:       cfg.Precision,
 		Lateness:        cfg.Lateness,
@@ -139,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 		// s.api and s.pub are set before the ticker starts, and nothing
 		// seals before it (or before Shutdown).
 		OnSeal: s.onSeal,
-	})
+	}, cp)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: %w", err)
 	}
@@ -165,11 +176,19 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 			s.agg.Run(runCtx, cfg.TickInterval)
 		}()
 	}
+	if cfg.CheckpointEvery > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.checkpointLoop(runCtx)
+		}()
+	}
 	if cfg.Demo {
 		if err := s.startDemo(runCtx); err != nil {
 			return nil, err
 		}
 	}
+	s.started.Store(true)
 	s.setState(nil)
 	s.announce()
 	return s, nil
@@ -215,6 +234,11 @@ func (s *Service) startNATS(ctx context.Context) error {
 	}
 
 	if cfg.JetStream != "" {
+		if s.resumeAfter > 0 {
+			if err := resetConsumer(ctx, s.nc, cfg.JetStream); err != nil {
+				return err
+			}
+		}
 		s.js, err = natsio.StartJetStream(ctx, natsio.JetStreamConfig{
 			Conn:            s.nc,
 			Agg:             s.agg,
@@ -223,6 +247,7 @@ func (s *Service) startNATS(ctx context.Context) error {
 			Subject:         cfg.Subject,
 			MaxAge:          cfg.JetStreamMaxAge,
 			MaxMessageBytes: cfg.MaxMessageBytes,
+			ResumeAfter:     s.resumeAfter,
 			Logger:          s.log,
 		})
 		return err
@@ -294,6 +319,9 @@ func (s *Service) onSeal(m *aggregator.Minute) {
 
 func (s *Service) ready() error {
 	if p := s.state.Load(); p != nil {
+		return *p
+	}
+	if p := s.ckpt.ready.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -386,6 +414,16 @@ func (s *Service) shutdown(ctx context.Context) error {
 			s.log.Info("final seal", "sealed_minutes", s.agg.SealedMinutes(), "accepted_events", s.agg.Accepted())
 		}
 	}
+	if s.store != nil {
+		// The last checkpoint holds the last seal's state; it is written
+		// even while checkpoints were failing, in case the cause is gone.
+		if s.agg != nil && s.started.Load() {
+			if err := s.checkpoint(); err != nil {
+				errs = append(errs, fmt.Errorf("final checkpoint: %w", err))
+			}
+		}
+		errs = append(errs, s.store.Close())
+	}
 	if s.api != nil {
 		s.api.Close()
 	}
@@ -423,15 +461,19 @@ func (s *Service) privacy() any {
 	p := Privacy{
 		Processed:    "set-top-box channel-change events: device identifier, channel, time, kind, region",
 		Model:        c.Model.String(),
-		Pseudonyms:   "device identifiers are hashed with a secret 128-bit SipHash-2-4 key before they touch any state; the key is held in memory only, so a restart starts a new key and nothing kept before it can be linked to a device again",
-		MinuteTier:   fmt.Sprintf("per-channel, per-minute HyperLogLog sketches of keyed device hashes, in memory, kept %s", c.MinuteRetention),
+		Pseudonyms:   "device identifiers are hashed with a secret 128-bit SipHash-2-4 key before they touch any state; the key is kept in the data directory (keys/sketch.key, mode 0600) so that checkpoints survive a restart; deleting it makes every checkpoint, and so every sketch kept on disk, unreadable",
+		MinuteTier:   fmt.Sprintf("per-channel, per-minute HyperLogLog sketches of keyed device hashes, in memory and in encrypted checkpoints under the data directory, kept %s", c.MinuteRetention),
 		Retention:    fmt.Sprintf("reach tier retention %s (refused at 30 days or more)", c.Retention),
 		Broker:       "core NATS: raw events are not stored by the broker",
 		Outputs:      []string{"audience counts and estimates per channel and minute, shares, reach, flows, capacity figures"},
 		NeverOutputs: []string{"device identifiers", "device hashes", "sketch bytes"},
 	}
 	if c.Model == aggregator.Tuning {
-		p.TuningTable = fmt.Sprintf("in memory only: per pseudonymous device its current channel and since when, never its past; an entry ends on standby, a new tune or %s without events", c.Inactivity)
+		where := "in memory and in encrypted checkpoints under the data directory"
+		if c.ForgetTuning {
+			where = "in memory only"
+		}
+		p.TuningTable = fmt.Sprintf("%s: per pseudonymous device its current channel and since when, never its past; an entry ends on standby, a new tune or %s without events", where, c.Inactivity)
 	}
 	if c.JetStream != "" {
 		p.Broker = fmt.Sprintf("JetStream stream %q keeps raw events, device identifiers included, for the stream's MaxAge (%s when the service creates it)", c.JetStream, c.JetStreamMaxAge)

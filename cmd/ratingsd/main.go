@@ -68,7 +68,10 @@ func parse(args []string, getenv func(string) string, out io.Writer) (service.Co
 	fs.StringVar(&cfg.JetStream, "jetstream", "", "consume this JetStream `stream` (created if absent) instead of core NATS")
 	fs.Var(days{&cfg.JetStreamMaxAge}, "jetstream-max-age", "how long (a `duration`) a stream the service creates keeps raw events; warned above 24h, refused at 30d")
 	fs.StringVar(&cfg.HTTPAddr, "http", d.HTTPAddr, "HTTP API `address`; without -tokens it must be loopback")
-	fs.StringVar(&cfg.DataDir, "data", d.DataDir, "data `directory` (the embedded server's JetStream store)")
+	fs.StringVar(&cfg.DataDir, "data", d.DataDir, "data `directory`: the sketch key (keys/sketch.key), the checkpoints and the embedded server's JetStream store")
+	fs.DurationVar(&cfg.CheckpointEvery, "checkpoint-every", d.CheckpointEvery, "how often the state is checkpointed to -data; 0 checkpoints only at shutdown")
+	persistTuning := true
+	fs.BoolVar(&persistTuning, "persist-tuning", true, "keep the tuning table (each device's current channel) in checkpoints; false restarts every device's viewing at its next event")
 	fs.Var(model{&cfg.Model}, "model", "audience `model`: tuning (each device credited to the channel it watched longest in a minute) or events (stateless)")
 	fs.DurationVar(&cfg.Lateness, "lateness", d.Lateness, "how long after a minute's end (in event time) it stays open for late events")
 	fs.Var(precision{&cfg.Precision}, "precision", "HyperLogLog `precision`, 4..18 (14: 0.81% standard error)")
@@ -131,6 +134,13 @@ Flags:
 	if fs.NArg() > 0 {
 		return cfg, 0, fmt.Errorf("unexpected argument %q: ratingsd takes flags only (see ratingsd -h)", fs.Arg(0))
 	}
+	if cfg.CheckpointEvery < 0 {
+		return cfg, 0, fmt.Errorf("-checkpoint-every %s is negative; 0 turns the periodic checkpoint off", cfg.CheckpointEvery)
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = -1 // service.Config: negative is off, zero the default
+	}
+	cfg.ForgetTuning = !persistTuning
 	return cfg, logLevel, nil
 }
 

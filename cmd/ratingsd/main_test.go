@@ -36,6 +36,24 @@ func TestRunRefusesBadSettingsClearly(t *testing.T) {
 	f(nil, env("RATINGS_MAX_CHANNELS", "many"), `RATINGS_MAX_CHANNELS="many" (-max-channels)`)
 	f([]string{"extra"}, env(), `unexpected argument "extra"`)
 	f([]string{"-no-such-flag"}, env(), "flag provided but not defined: -no-such-flag")
+	f([]string{"-checkpoint-every", "-1s"}, env(), "-checkpoint-every -1s is negative")
+}
+
+func TestParseCheckpointFlags(t *testing.T) {
+	f := func(args []string, every time.Duration, forget bool) {
+		t.Helper()
+		cfg, _, err := parse(args, env(), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.CheckpointEvery != every || cfg.ForgetTuning != forget {
+			t.Errorf("%v: CheckpointEvery %s, ForgetTuning %v; want %s, %v", args, cfg.CheckpointEvery, cfg.ForgetTuning, every, forget)
+		}
+	}
+	f(nil, 30*time.Second, false)
+	f([]string{"-checkpoint-every", "5s"}, 5*time.Second, false)
+	f([]string{"-checkpoint-every", "0"}, -1, false) // off: negative in service.Config
+	f([]string{"-persist-tuning=false"}, 30*time.Second, true)
 }
 
 func TestParseFlagsWinOverEnvironment(t *testing.T) {
@@ -73,6 +91,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		"nats", "nats-listen", "subject", "jetstream", "jetstream-max-age", "http", "data", "model", "lateness",
 		"precision", "minute-retention", "retention", "tokens", "demo", "demo-devices", "workers", "max-channels",
 		"max-clock-skew", "min-dwell", "inactivity", "max-message-bytes", "log-level",
+		"checkpoint-every", "persist-tuning",
 	} {
 		if !strings.Contains(help, "  -"+name+" ") && !strings.Contains(help, "  -"+name+"\t") {
 			t.Errorf("-h does not document -%s", name)
@@ -81,7 +100,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("-h does not name %s", envName(name))
 		}
 	}
-	if n := strings.Count(help, "\n  -"); n != 22 {
-		t.Errorf("-h lists %d flags, the test knows 22: document the new ones here", n)
+	if n := strings.Count(help, "\n  -"); n != 24 {
+		t.Errorf("-h lists %d flags, the test knows 24: document the new ones here", n)
 	}
 }

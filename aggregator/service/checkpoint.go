@@ -1,0 +1,231 @@
+package service
+
+// Durability (DESIGN.md): the sketch key file, the restore at start-up, the
+// checkpoint loop and the final checkpoint at shutdown.
+//
+// The key file <-data>/keys/sketch.key holds the 16 bytes of the sketch key
+// (mode 0600, in a directory of mode 0700). It is what makes the sealed
+// sections of the checkpoints readable: deleting it shreds every checkpoint
+// written under it. The checkpoints live in <-data>/checkpoints (package
+// store). A checkpoint is written by one goroutine at a time (ckptMu): the
+// loop while the service runs, then Shutdown once the loop has ended.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ratingsd/ratingsd/aggregator"
+	"github.com/ratingsd/ratingsd/aggregator/natsio"
+	"github.com/ratingsd/ratingsd/aggregator/store"
+	"github.com/ratingsd/ratingsd/sketch"
+)
+
+// Paths under DataDir.
+const (
+	keyDir        = "keys"
+	keyFile       = "sketch.key"
+	checkpointDir = "checkpoints"
+)
+
+// DefaultCheckpointEvery is the period of the checkpoint loop.
+const DefaultCheckpointEvery = 30 * time.Second
+
+// ErrKeyFile is wrapped by the start-up errors about the sketch key file.
+var ErrKeyFile = errors.New("unusable sketch key file")
+
+// loadKey reads the sketch key from dir/keys/sketch.key, creating the
+// directory (0700) and a new random key file (0600) if there is none. The
+// key's bytes never appear in an error.
+func loadKey(dataDir string) (*sketch.Key, error) {
+	dir := filepath.Join(dataDir, keyDir)
+	path := filepath.Join(dir, keyFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		k, err := sketch.KeyFromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %d bytes, want %d (a key file is written by ratingsd on its first start; restore it from a backup, or delete it to start afresh, which makes every checkpoint unreadable)", ErrKeyFile, path, len(b), sketch.KeySize)
+		}
+		return k, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w %s: %w", ErrKeyFile, path, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("-data %s: create the key directory: %w", dataDir, err)
+	}
+	k, err := sketch.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	kb := k.Bytes()
+	// Write a temporary file and rename it, so that a crash never leaves
+	// a short key file behind.
+	tmp, err := os.CreateTemp(dir, keyFile+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: create: %w", ErrKeyFile, path, err)
+	}
+	_, err = tmp.Write(kb[:])
+	err = errors.Join(err, tmp.Chmod(0o600), tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return nil, fmt.Errorf("%w %s: write: %w", ErrKeyFile, path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return k, nil
+}
+
+// openCheckpoints opens the checkpoint directory and loads the newest good
+// checkpoint, logging what was wrong with each newer file. cp is nil on a
+// first start or when no file is good.
+func (s *Service) openCheckpoints(key *sketch.Key) (*store.Checkpoint, error) {
+	dir, err := store.Open(filepath.Join(s.cfg.DataDir, checkpointDir))
+	if err != nil {
+		return nil, fmt.Errorf("-data %s: %w", s.cfg.DataDir, err)
+	}
+	s.store = dir
+	cp, bad, err := dir.LoadNewest(aggregator.CheckpointKeys(key))
+	if err != nil {
+		return nil, fmt.Errorf("-data %s: %w", s.cfg.DataDir, err)
+	}
+	for _, e := range bad {
+		s.log.Error("checkpoint unusable, trying an older one", "err", e)
+	}
+	if cp == nil && len(bad) > 0 {
+		s.log.Error("no usable checkpoint: starting empty", "dir", dir.Path(), "unusable_files", len(bad))
+	}
+	return cp, nil
+}
+
+// restore builds the aggregator from cp, or a new one if cp is nil or its
+// sections are corrupt. A checkpoint of another configuration stops the
+// start: its error names the setting.
+func (s *Service) restore(cfg aggregator.Config, cp *store.Checkpoint) (*aggregator.Aggregator, error) {
+	if cp == nil {
+		return aggregator.New(cfg)
+	}
+	a, err := aggregator.Restore(cfg, cp)
+	switch {
+	case err == nil:
+		s.resumeAfter = cp.StreamSeq
+		s.log.Info("restored checkpoint", "seq", cp.Seq, "created", cp.Created, "stream_seq", cp.StreamSeq,
+			"sealed_minutes", a.SealedMinutes(), "accepted_events", a.Accepted())
+		return a, nil
+	case errors.Is(err, aggregator.ErrCheckpointConfig):
+		return nil, fmt.Errorf("checkpoint in %s was written under another -model, -precision, -min-dwell, -inactivity or key; start with the settings it was written with, or move the directory away to start empty: %w", s.store.Path(), err)
+	case errors.Is(err, aggregator.ErrCheckpointCorrupt):
+		s.log.Error("checkpoint unusable: starting empty", "seq", cp.Seq, "err", err)
+		return aggregator.New(cfg)
+	}
+	return nil, err
+}
+
+// resetConsumer deletes the durable JetStream consumer before a restore, so
+// that the intake starts a new one after the checkpoint's stream position
+// (natsio's ResumeAfter) rather than after the old one's acknowledgements,
+// which may be ahead of the checkpoint after a crash.
+func resetConsumer(ctx context.Context, nc *nats.Conn, stream string) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	err = js.DeleteConsumer(ctx, stream, natsio.DefaultDurable)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("reset consumer %q of stream %q to the checkpoint: %w", natsio.DefaultDurable, stream, err)
+	}
+	return nil
+}
+
+// checkpointer writes checkpoints and remembers whether they fail.
+type checkpointer struct {
+	mu      sync.Mutex // one checkpoint at a time
+	failing error      // the last write's error, nil after a success
+	// ready is what /readyz reports: nil while checkpoints succeed.
+	ready atomic.Pointer[error]
+}
+
+// checkpoint snapshots the aggregator, writes the checkpoint and prunes the
+// old ones. A failure is logged once per streak of failures and reported by
+// /readyz until a write succeeds; ingest and queries go on either way.
+func (s *Service) checkpoint() error {
+	c := &s.ckpt
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	sn := s.agg.Snapshot(s.StreamSequence)
+	size, err := s.writeSnapshot(sn)
+	if err != nil {
+		s.metrics.CheckpointFailed()
+		if c.failing == nil {
+			s.log.Error("checkpoint failing; retrying every -checkpoint-every, logged again when it recovers", "err", err)
+		}
+		c.failing = err
+		ready := fmt.Errorf("checkpoint failing: %w", err)
+		c.ready.Store(&ready)
+		return err
+	}
+	took := time.Since(start)
+	s.metrics.CheckpointWritten(took, size, sn.Pause, time.Now())
+	if c.failing != nil {
+		s.log.Info("checkpoint recovered", "after", c.failing)
+		c.failing = nil
+		c.ready.Store(nil)
+	}
+	s.log.Debug("checkpoint written", "bytes", size, "took", took, "ingest_pause", sn.Pause, "stream_seq", sn.StreamSeq)
+	return nil
+}
+
+func (s *Service) writeSnapshot(sn *aggregator.Snapshot) (int64, error) {
+	cp, err := sn.Encode()
+	if err != nil {
+		return 0, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	if s.cfg.ForgetTuning {
+		kept := cp.Sections[:0]
+		for _, sec := range cp.Sections {
+			if sec.Name != "tuning" {
+				kept = append(kept, sec)
+			}
+		}
+		cp.Sections = kept
+	}
+	f, err := s.store.Write(cp, aggregator.CheckpointKeys(s.cfg.Key))
+	if err != nil {
+		return 0, err
+	}
+	if err := s.store.Prune(store.DefaultKeep); err != nil {
+		// The new checkpoint is written; old files left behind are
+		// retried at the next prune.
+		s.log.Warn("prune old checkpoints", "err", err)
+	}
+	return f.Size, nil
+}
+
+// checkpointLoop writes a checkpoint every CheckpointEvery until ctx ends.
+func (s *Service) checkpointLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.checkpoint()
+		}
+	}
+}
