@@ -141,3 +141,29 @@ func TestConcurrentIngestAndQuery(t *testing.T) {
 		})
 	}
 }
+
+// TestSketchBytes checks that the memory figure grows with sealed minutes
+// and shrinks when retention forgets them.
+func TestSketchBytes(t *testing.T) {
+	cfg := Config{Model: Events, Key: benchKey(t), MinuteRetention: time.Hour, Now: func() time.Time { return benchStart.Add(48 * time.Hour) }}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.SketchBytes(); n != 0 {
+		t.Fatalf("empty aggregator holds %d sketch bytes", n)
+	}
+	w := a.NewWriter()
+	w.Write(synthetic(20_000, 5_000, 50, 10, 5), nil)
+	a.SealThrough(benchStart.Add(10 * time.Minute).UnixMilli())
+	ten := a.SketchBytes()
+	if ten <= 0 {
+		t.Fatalf("10 sealed minutes hold %d sketch bytes", ten)
+	}
+	// Two hours later, with one box: retention (1 h) has dropped the ten.
+	w.Write([]event.Event{{Device: []byte("late-box"), Channel: []byte("ch-000"), TS: benchStart.Add(2 * time.Hour).UnixMilli()}}, nil)
+	a.SealThrough(benchStart.Add(2*time.Hour + time.Minute).UnixMilli())
+	if later := a.SketchBytes(); later >= ten {
+		t.Errorf("after retention: %d sketch bytes, not below the %d of ten busy minutes", later, ten)
+	}
+}

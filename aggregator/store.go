@@ -116,3 +116,43 @@ func mustMerge(dst, src *sketch.Sketch) {
 		panic("BUG: sketches of one aggregator share key and precision: " + err.Error())
 	}
 }
+
+// SketchBytes returns the approximate heap bytes held by the sealed minutes'
+// and hourly rollups' sketches, for the memory metric. Sizes of sealed
+// minutes and complete hours (immutable) are summed outside the store lock.
+func (a *Aggregator) SketchBytes() int64 {
+	st := &a.store
+	var mins []*Minute
+	var hours []*hour
+	var n int64
+	st.mu.Lock()
+	for _, m := range st.minutes {
+		mins = append(mins, m)
+	}
+	for _, h := range st.hours {
+		if h.complete {
+			hours = append(hours, h)
+		} else {
+			n += h.bytes() // still merged into by put, under this lock
+		}
+	}
+	st.mu.Unlock()
+	for _, m := range mins {
+		n += int64(m.total.SizeBytes())
+		for _, c := range m.Channels {
+			n += int64(c.sk.SizeBytes())
+		}
+	}
+	for _, h := range hours {
+		n += h.bytes()
+	}
+	return n
+}
+
+func (h *hour) bytes() int64 {
+	n := int64(h.total.SizeBytes())
+	for _, sk := range h.chans {
+		n += int64(sk.SizeBytes())
+	}
+	return n
+}
