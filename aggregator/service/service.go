@@ -67,6 +67,9 @@ type Service struct {
 	// state is what /readyz reports: nil once started, an error while
 	// starting or stopping.
 	state atomic.Pointer[error]
+	// natsDown is set while the connection to NATS is lost (events cannot
+	// arrive; the dashboard says so from /readyz).
+	natsDown atomic.Pointer[error]
 
 	cancel context.CancelFunc // ends the ticker and HTTP request contexts
 	wg     sync.WaitGroup     // the ticker and the HTTP server
@@ -200,6 +203,18 @@ func (s *Service) startNATS(ctx context.Context) error {
 		nats.Name("ratingsd"),
 		nats.ErrorHandler(s.asyncError),
 		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				err = errors.New("connection closed")
+			}
+			down := fmt.Errorf("NATS disconnected: %v; reconnecting", err)
+			s.natsDown.Store(&down)
+			s.log.Warn("NATS disconnected; reconnecting", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.natsDown.Store(nil)
+			s.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
 		// A reconnect must not drop the sealed minutes buffered meanwhile.
 		nats.ReconnectBufSize(64 << 20),
 	}
@@ -319,6 +334,9 @@ func (s *Service) onSeal(m *aggregator.Minute) {
 
 func (s *Service) ready() error {
 	if p := s.state.Load(); p != nil {
+		return *p
+	}
+	if p := s.natsDown.Load(); p != nil {
 		return *p
 	}
 	if p := s.ckpt.ready.Load(); p != nil {

@@ -534,3 +534,48 @@ func TestMicroAnswersAsHTTP(t *testing.T) {
 	f("audience", "channel=nope&from="+from+"&to="+to, `{"channel":"nope","from":"`+from+`","to":"`+to+`"}`, http.StatusNotFound)
 	f("audience", "channel=ch-1&from="+to+"&to="+from, `{"channel":"ch-1","from":"`+to+`","to":"`+from+`"}`, http.StatusBadRequest)
 }
+
+// TestReadyzReportsNATSDown: while the connection to an external NATS server
+// is lost, /readyz answers 503 saying so (the dashboard shows it); after the
+// server is back and the client has reconnected, 200 again.
+func TestReadyzReportsNATSDown(t *testing.T) {
+	srv, err := natsio.StartServer(natsio.ServerConfig{Listen: "127.0.0.1:-1", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	var back *natsio.Server // the server restarted on the same address
+	t.Cleanup(func() {      // after the service's own shutdown (cleanups run last-in first-out)
+		if back != nil {
+			back.Shutdown()
+		}
+	})
+	cfg := testConfig(t)
+	cfg.NATSURL = url
+	s := start(t, cfg)
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + s.HTTPAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, msg := ready(); code != http.StatusOK {
+		t.Fatalf("readyz %d %q before the outage", code, msg)
+	}
+	srv.Shutdown()
+	waitFor(t, "readyz to report NATS down", 10*time.Second, func() bool {
+		code, msg := ready()
+		return code == http.StatusServiceUnavailable && strings.Contains(msg, "NATS disconnected")
+	})
+	listen := strings.TrimPrefix(url, "nats://")
+	if back, err = natsio.StartServer(natsio.ServerConfig{Listen: listen, Logger: quietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "readyz after NATS is back", 15*time.Second, func() bool {
+		code, _ := ready()
+		return code == http.StatusOK
+	})
+}
