@@ -49,6 +49,30 @@ func benchKey(tb testing.TB) *sketch.Key {
 	return k
 }
 
+// benchAggregator returns an Aggregator of model under the bench key whose
+// clock stands at benchStart + after.
+func benchAggregator(tb testing.TB, model Model, after time.Duration) *Aggregator {
+	tb.Helper()
+	cfg := DefaultConfig()
+	cfg.Model, cfg.Key = model, benchKey(tb)
+	cfg.Now = func() time.Time { return benchStart.Add(after) }
+	a, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// oncePerDevice returns one event per device for n devices, in the first
+// minute from benchStart, over 500 channels.
+func oncePerDevice(n int) []event.Event {
+	evs := synthetic(n, n, 500, 1, 4)
+	for i := range evs {
+		evs[i].Device = fmt.Appendf(evs[i].Device[:0], "stb-%012d", i)
+	}
+	return evs
+}
+
 // frames encodes evs as binary batch frames of size events each.
 func frames(tb testing.TB, evs []event.Event, size int) [][]byte {
 	var out [][]byte
@@ -73,13 +97,7 @@ func BenchmarkIngest(b *testing.B) {
 	fs := frames(b, evs, 256)
 	for _, model := range []Model{Events, Tuning} {
 		b.Run(model.String(), func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.Model, cfg.Key = model, benchKey(b)
-			cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
-			a, err := New(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			a := benchAggregator(b, model, time.Hour)
 			w := a.NewWriter()
 			var dec event.Decoder
 			var rej event.Rejections
@@ -109,13 +127,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 	fs := frames(b, evs, 256)
 	for _, model := range []Model{Events, Tuning} {
 		b.Run(model.String(), func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.Model, cfg.Key = model, benchKey(b)
-			cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
-			a, err := New(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			a := benchAggregator(b, model, time.Hour)
 			w := a.NewWriter()
 			var dec event.Decoder
 			for _, f := range fs {
@@ -151,13 +163,7 @@ func BenchmarkWriteJSON(b *testing.B) {
 	for i := range evs {
 		msgs[i] = event.AppendJSON(nil, &evs[i])
 	}
-	cfg := DefaultConfig()
-	cfg.Key = benchKey(b)
-	cfg.Now = func() time.Time { return benchStart.Add(time.Hour) }
-	a, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := benchAggregator(b, Tuning, time.Hour)
 	w := a.NewWriter()
 	var dec event.Decoder
 	batch := make([]event.Event, 0, 1)
@@ -175,13 +181,7 @@ func BenchmarkWriteJSON(b *testing.B) {
 // biggest dense, the long tail sparse), then replayed as every minute of the
 // day through the store, so hourly rollups are built as in service.
 func dayOfMinutes(tb testing.TB, channels int) *Aggregator {
-	cfg := DefaultConfig()
-	cfg.Model, cfg.Key = Events, benchKey(tb)
-	cfg.Now = func() time.Time { return benchStart.Add(48 * time.Hour) }
-	a, err := New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	a := benchAggregator(tb, Events, 48*time.Hour)
 	evs := synthetic(2_000_000, 500_000, channels, 10, 3)
 	a.NewWriter().Write(evs, nil)
 	a.SealThrough(benchStart.Add(10 * time.Minute).UnixMilli())
@@ -252,17 +252,8 @@ func BenchmarkQuery24h(b *testing.B) {
 func BenchmarkSealMinute(b *testing.B) {
 	for _, devices := range []int{200_000, 2_000_000} {
 		b.Run(fmt.Sprintf("tuning-%dk-devices", devices/1000), func(b *testing.B) {
-			evs := synthetic(devices, devices, 500, 1, 4)
-			for i := range evs {
-				evs[i].Device = fmt.Appendf(evs[i].Device[:0], "stb-%012d", i) // each device once
-			}
-			cfg := DefaultConfig()
-			cfg.Key = benchKey(b)
-			cfg.Now = func() time.Time { return benchStart.Add(30 * 24 * time.Hour) }
-			a, err := New(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			evs := oncePerDevice(devices)
+			a := benchAggregator(b, Tuning, 30*24*time.Hour)
 			a.NewWriter().Write(evs, nil)
 			m := benchStart.Add(time.Minute)
 			a.SealThrough(m.UnixMilli())

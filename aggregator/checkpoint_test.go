@@ -579,17 +579,8 @@ func BenchmarkCheckpoint(b *testing.B) {
 	if s := os.Getenv("RATINGS_BENCH_MINUTES"); s != "" {
 		fmt.Sscan(s, &minutes)
 	}
-	evs := synthetic(devices, devices, 500, 1, 4)
-	for i := range evs {
-		evs[i].Device = fmt.Appendf(evs[i].Device[:0], "stb-%012d", i) // each device once
-	}
-	cfg := DefaultConfig()
-	cfg.Key = benchKey(b)
-	cfg.Now = func() time.Time { return benchStart.Add(30 * 24 * time.Hour) }
-	a, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	evs := oncePerDevice(devices)
+	a := benchAggregator(b, Tuning, 30*24*time.Hour)
 	a.NewWriter().Write(evs, nil)
 	a.SealThrough(benchStart.Add(2 * time.Minute).UnixMilli()) // 20:00 and 20:01, every device credited
 	tmpl := a.Latest()
@@ -609,7 +600,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	keys := CheckpointKeys(cfg.Key)
+	keys := CheckpointKeys(a.Config().Key)
 	var pause, snap, encode, write time.Duration
 	var size int64
 	b.ReportAllocs()
