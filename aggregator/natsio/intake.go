@@ -137,6 +137,13 @@ func StartIntake(cfg IntakeConfig) (*Intake, error) {
 		return nil, fmt.Errorf("subscription pending limits %d messages, %d bytes: %w", cfg.PendingMessages, cfg.PendingBytes, err)
 	}
 	in.sub.Store(sub)
+	// Once StartIntake returns the server knows the subscription: events
+	// published from then on reach this intake.
+	if err := cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		in.closeWorkers()
+		return nil, fmt.Errorf("subscribe to %q: server did not confirm: %w", cfg.Subject, err)
+	}
 	return in, nil
 }
 

@@ -74,6 +74,12 @@ func StartMicro(cfg MicroConfig) (micro.Service, error) {
 			return nil, fmt.Errorf("nats micro endpoint %s.%s: %w", QueryPrefix, name, err)
 		}
 	}
+	// Once StartMicro returns the server knows every endpoint: a request
+	// sent from then on finds a responder.
+	if err := cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("nats micro service %q: server did not confirm the endpoints: %w", ServiceName, err)
+	}
 	return svc, nil
 }
 
