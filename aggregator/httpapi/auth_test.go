@@ -64,8 +64,8 @@ func TestAuth(t *testing.T) {
 	}
 	check("/v1/export", "", 401, "missing bearer token")
 	check("/v1/export", bearer(readToken), 403, "role read may not use GET /v1/export: it needs role export or admin")
-	check("/v1/export", bearer(exportToken), 501, "export arrives with the privacy work")
-	check("/v1/export", bearer(adminToken), 501, "export arrives with the privacy work")
+	check("/v1/export", bearer(exportToken), 501, "this server has no counts archive configured")
+	check("/v1/export", bearer(adminToken), 501, "this server has no counts archive configured")
 	check("/metrics", "", 401, "missing bearer token")
 	check("/metrics", bearer(readToken), 200, "")
 	check("/metrics", bearer(exportToken), 403, "needs role read or admin")

@@ -44,6 +44,9 @@ type Config struct {
 	// Privacy returns the privacy statement served as JSON by
 	// GET /v1/privacy. Nil answers 404.
 	Privacy func() any
+	// Export serves GET /v1/export from the counts archive (export.go).
+	// Nil answers 501.
+	Export *Exporter
 }
 
 // Server is the HTTP API. It implements http.Handler.
@@ -286,8 +289,4 @@ func (s *Server) privacy(r *http.Request) (any, error) {
 		return nil, &httpError{http.StatusNotFound, "no privacy statement is configured"}
 	}
 	return s.cfg.Privacy(), nil
-}
-
-func (s *Server) export(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotImplemented, "export arrives with the privacy work: embargo and small-cell suppression first")
 }

@@ -419,7 +419,7 @@ func TestServiceEndpoints(t *testing.T) {
 	ready = nil
 	check("/readyz", 200, "application/json", `{"status":"ready"}`)
 	check("/v1/privacy", 200, "application/json", `{"minute_retention":"48h0m0s"}`)
-	check("/v1/export", 501, "application/json", "export arrives with the privacy work")
+	check("/v1/export", 501, "application/json", "this server has no counts archive configured")
 	check("/", 200, "text/html", "<title>ratingsd</title>")
 	check("/static/app.js", 200, "text/javascript", "import")
 	check("/v1/now", 200, "application/json", `"sealed"`)
