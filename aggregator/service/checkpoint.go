@@ -90,49 +90,65 @@ func loadKey(dataDir string) (*sketch.Key, error) {
 	return k, nil
 }
 
-// openCheckpoints opens the checkpoint directory and loads the newest good
-// checkpoint, logging what was wrong with each newer file. cp is nil on a
-// first start or when no file is good.
-func (s *Service) openCheckpoints(key *sketch.Key) (*store.Checkpoint, error) {
+// openCheckpoints opens and locks the checkpoint directory. It loads
+// nothing yet: which checkpoint is usable takes the engine's configuration,
+// so restore loads it, and cp is always nil.
+func (s *Service) openCheckpoints(_ *sketch.Key) (*store.Checkpoint, error) {
 	dir, err := store.Open(filepath.Join(s.cfg.DataDir, checkpointDir))
 	if err != nil {
 		return nil, fmt.Errorf("-data %s: %w", s.cfg.DataDir, err)
 	}
 	s.store = dir
-	cp, bad, err := dir.LoadNewest(aggregator.CheckpointKeys(key))
-	if err != nil {
-		return nil, fmt.Errorf("-data %s: %w", s.cfg.DataDir, err)
-	}
-	for _, e := range bad {
-		s.log.Error("checkpoint unusable, trying an older one", "err", e)
-	}
-	if cp == nil && len(bad) > 0 {
-		s.log.Error("no usable checkpoint: starting empty", "dir", dir.Path(), "unusable_files", len(bad))
-	}
-	return cp, nil
+	return nil, nil
 }
 
-// restore builds the aggregator from cp, or a new one if cp is nil or its
-// sections are corrupt. A checkpoint of another configuration stops the
-// start: its error names the setting.
+// restore builds the aggregator from cp if it is not nil, or else from the
+// newest usable checkpoint of the directory: newest to oldest, each file
+// that does not decode (truncated, a checksum mismatch, an unknown version)
+// or whose sections the engine cannot restore (damaged, or sealed under a
+// key that is gone) is logged with its name and cause and passed over. Only
+// if none is usable does the service start empty, and says so. A checkpoint
+// of another configuration stops the start: its error names the setting.
 func (s *Service) restore(cfg aggregator.Config, cp *store.Checkpoint) (*aggregator.Aggregator, error) {
-	if cp == nil {
-		return aggregator.New(cfg)
+	var a *aggregator.Aggregator
+	use := func(cp *store.Checkpoint) error {
+		var err error
+		a, err = aggregator.Restore(cfg, cp)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, aggregator.ErrCheckpointConfig):
+			return fmt.Errorf("checkpoint in %s was written under another -model, -precision, -min-dwell, -inactivity or key; start with the settings it was written with, or move the directory away to start empty: %w", s.store.Path(), err)
+		case errors.Is(err, aggregator.ErrCheckpointCorrupt):
+			return fmt.Errorf("%w: %w", store.ErrUnusable, err)
+		}
+		return err
 	}
-	a, err := aggregator.Restore(cfg, cp)
-	switch {
-	case err == nil:
-		s.resumeAfter = cp.StreamSeq
-		s.log.Info("restored checkpoint", "seq", cp.Seq, "created", cp.Created, "stream_seq", cp.StreamSeq,
-			"sealed_minutes", a.SealedMinutes(), "accepted_events", a.Accepted())
-		return a, nil
-	case errors.Is(err, aggregator.ErrCheckpointConfig):
-		return nil, fmt.Errorf("checkpoint in %s was written under another -model, -precision, -min-dwell, -inactivity or key; start with the settings it was written with, or move the directory away to start empty: %w", s.store.Path(), err)
-	case errors.Is(err, aggregator.ErrCheckpointCorrupt):
-		s.log.Error("checkpoint unusable: starting empty", "seq", cp.Seq, "err", err)
-		return aggregator.New(cfg)
+	if cp != nil {
+		if err := use(cp); err != nil {
+			return nil, err
+		}
+	} else {
+		var skipped []*store.Skipped
+		var err error
+		cp, skipped, err = s.store.Load(aggregator.CheckpointKeys(cfg.Key), use)
+		for _, sk := range skipped {
+			s.log.Error("checkpoint skipped, trying an older one", "file", filepath.Base(sk.Path), "reason", sk.Reason(), "err", sk.Err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cp == nil {
+			if len(skipped) > 0 {
+				s.log.Error("no usable checkpoint: starting empty", "dir", s.store.Path(), "skipped_files", len(skipped))
+			}
+			return aggregator.New(cfg)
+		}
 	}
-	return nil, err
+	s.resumeAfter = cp.StreamSeq
+	s.log.Info("restored checkpoint", "seq", cp.Seq, "created", cp.Created, "stream_seq", cp.StreamSeq,
+		"sealed_minutes", a.SealedMinutes(), "accepted_events", a.Accepted())
+	return a, nil
 }
 
 // resetConsumer deletes the durable JetStream consumer before a restore, so

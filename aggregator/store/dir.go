@@ -40,7 +40,12 @@ type Dir struct {
 	// checksums (written here, or verified by Prune), so that Prune does
 	// not read the kept files again every time.
 	good map[string]int64
-	enc  encoder
+	// skipped remembers, by name, the size of files that Load passed over:
+	// Prune never counts them as good, even if their checksums pass (a
+	// section the engine could not use), so it keeps older files to fall
+	// back on.
+	skipped map[string]int64
+	enc     encoder
 	// wrap, if set, wraps the temporary file's writer: the seam through
 	// which tests make writes fail.
 	wrap func(io.Writer) io.Writer
@@ -77,7 +82,7 @@ func Open(path string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dir{path: path, lock: lock, next: 1, good: make(map[string]int64)}
+	d := &Dir{path: path, lock: lock, next: 1, good: make(map[string]int64), skipped: make(map[string]int64)}
 	if err := d.openLocked(); err != nil {
 		d.Close()
 		return nil, err
@@ -267,46 +272,10 @@ func syncDir(path string) error {
 	return errors.Join(f.Sync(), f.Close())
 }
 
-// LoadNewest returns the newest checkpoint of the directory that decodes,
-// and, newest first, an error for each newer file that does not, naming the
-// file and wrapping ErrTruncated, ErrChecksum, ErrVersion or ErrCorrupt (or
-// the I/O error that stopped its reading). cp is nil if no file decodes: a
-// first start if bad is empty too. err is set only if the directory cannot
-// be read. Sealed sections that cannot be opened are listed in
-// cp.Unreadable, and the checkpoint is still good.
-func (d *Dir) LoadNewest(keys KeyLookup) (cp *Checkpoint, bad []error, err error) {
-	// A file vanishes only when Prune has seen enough newer good ones, so
-	// the listing is stale: list again. Each retry needs DefaultKeep-ish
-	// writes during one load; the bound only guards against a livelock.
-	for range 100 {
-		cp, bad, vanished, err := d.loadNewest(keys)
-		if !vanished {
-			return cp, bad, err
-		}
-	}
-	return nil, nil, fmt.Errorf("store: load from %s: files keep vanishing while they are read", d.path)
-}
-
-func (d *Dir) loadNewest(keys KeyLookup) (cp *Checkpoint, bad []error, vanished bool, err error) {
-	files, err := d.list()
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("store: list checkpoint directory %s: %w", d.path, err)
-	}
-	for _, f := range files {
-		cp, err := loadFile(f.Path, keys)
-		if err == nil {
-			return cp, bad, false, nil
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, true, nil
-		}
-		bad = append(bad, fmt.Errorf("store: load checkpoint %s: %w", f.Path, err))
-	}
-	return nil, bad, false, nil
-}
-
-// Prune removes every checkpoint file older than the keep-th newest one that
-// passes its checksums, keep ≥ 1. Damaged files newer than that stay for
+// Prune removes every checkpoint file older than the keep-th newest good one,
+// keep ≥ 1: good is written by this Dir, or passing its checksums and not
+// passed over by Load. So the file a start-up fell back to is never removed
+// while the files newer than it are damaged or unusable; those stay for
 // inspection until enough good files are written after them. A file that
 // cannot be removed does not stop the others; the error joins the failures.
 func (d *Dir) Prune(keep int) error {
@@ -329,7 +298,11 @@ func (d *Dir) Prune(keep int) error {
 				continue
 			}
 			delete(d.good, name)
+			delete(d.skipped, name)
 			continue
+		}
+		if size, ok := d.skipped[name]; ok && size == f.Size {
+			continue // a load passed it over: it is no fallback
 		}
 		if size, ok := d.good[name]; ok && size == f.Size {
 			good++

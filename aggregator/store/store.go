@@ -11,17 +11,19 @@
 // through zstd, AES-GCM and a CRC-32C into a temporary file in the
 // directory, then fsyncs it, renames it to its final name and fsyncs the
 // directory, so a crash leaves either the whole new file or none of it.
-// LoadNewest returns the newest file that passes every check and says
-// precisely what was wrong with each newer one (truncated at which byte,
-// which checksum, which version); a sealed section whose epoch key is gone
-// is skipped and reported, not fatal. Prune keeps the newest good files.
+// Load returns the newest file that passes every check and that the caller
+// can use, and says precisely what was wrong with each newer one (truncated
+// at which byte, which checksum, which version, or the caller's reason); a
+// sealed section whose epoch key is gone is left out and reported, for the
+// caller to judge. Prune keeps the newest good files, and never counts a
+// file Load passed over as one.
 //
 // # Concurrency
 //
 // A Dir holds an exclusive lock on its directory (flock on the file LOCK),
 // so two processes cannot checkpoint into one directory. Write and Prune
 // serialize on the Dir's mutex and may be called from any goroutine; a
-// Write runs on the caller's goroutine and uses one core. LoadNewest and
+// Write runs on the caller's goroutine and uses one core. Load and
 // Decode read only finished files or the caller's bytes and are safe to run
 // concurrently with anything. Write neither modifies nor retains the
 // Checkpoint, so the caller can write from a consistent copy of its state
@@ -81,7 +83,7 @@ import (
 	"time"
 )
 
-// Every error of Decode, and of LoadNewest about a file it could read, wraps
+// Every error of Decode, and of Load about a file it could read, wraps
 // exactly one of the first four; a section that cannot be opened is reported
 // with ErrKeyGone or ErrKeyMismatch in Checkpoint.Unreadable. Open wraps
 // ErrLocked.
