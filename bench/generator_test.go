@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -314,8 +315,87 @@ func TestNames(t *testing.T) {
 	f(DeviceName(0), "stb-00000000")
 	f(DeviceName(12345), "stb-00012345")
 	f(DeviceName(MaxDevices), "stb-99999999")
+	// Every digit position at its carries (putDevice computes the digits
+	// in lanes of one word).
+	for _, d := range []int{1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 10001, 99999, 100000, 1234567, 9999999,
+		10000000, 12345678, 87654321, 90909090, 99990000, 99999998} {
+		f(DeviceName(d), fmt.Sprintf("stb-%08d", d))
+	}
 	f(ChannelName(7, 300), "ch-007")
 	f(ChannelName(7, 1200), "ch-0007")
 	f(RegionName(7, 40), "r-07")
 	f(RegionName(7, 400), "r-007")
+}
+
+// TestEncodeMatchesAdd checks that Generator.Encode writes the frames that
+// BatchEncoder.Add of each event writes, with heartbeats, duplicates and
+// jitter, and more regions and channels than one frame names.
+func TestEncodeMatchesAdd(t *testing.T) {
+	cfg := Config{Seed: 3, Devices: 4000, Channels: 900, Regions: 150, Duration: 30 * time.Minute,
+		Heartbeat: time.Minute, Duplicates: 0.05, Jitter: 2 * time.Second, BatchEvents: 700}
+	g, err := NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyed, plain event.BatchEncoder
+	var batch []event.Event
+	var n int
+	for b := 0; g.Next(context.Background(), &batch); b++ {
+		if err := g.Encode(&keyed); err != nil {
+			t.Fatalf("batch %d: Encode: %v", b, err)
+		}
+		for i := range batch {
+			if err := plain.Add(&batch[i]); err != nil {
+				t.Fatalf("batch %d: Add: %v", b, err)
+			}
+		}
+		if got, want := keyed.AppendFrame(nil, false), plain.AppendFrame(nil, false); !bytes.Equal(got, want) {
+			t.Fatalf("batch %d: Encode's frame differs from Add's", b)
+		}
+		if b%3 != 0 { // frames of one and several batches
+			keyed.Reset()
+			plain.Reset()
+		}
+		n += len(batch)
+	}
+	if n < 10000 {
+		t.Fatalf("only %d events: the test covers too little", n)
+	}
+}
+
+// TestRatesNext checks the search of rates.next against a scan of every
+// minute, on rates with zeros, steps and a long tail.
+func TestRatesNext(t *testing.T) {
+	r := rng{s: 9}
+	rate := make([]float64, 1500)
+	for k := range rate {
+		switch {
+		case k%97 < 10:
+			rate[k] = 0
+		case k < 700:
+			rate[k] = 0.001 + r.float()*0.05
+		default:
+			rate[k] = r.float() * 3
+		}
+	}
+	rs := newRates(rate)
+	scan := func(u, x float64) (float64, bool) {
+		k := int(u)
+		target := rs.cum[k] + rs.rate[k]*(u-float64(k)) + x
+		for j := k; j < len(rate); j++ {
+			if rs.cum[j+1] >= target {
+				return float64(j) + (target-rs.cum[j])/rs.rate[j], true
+			}
+		}
+		return 0, false
+	}
+	for i := range 200_000 {
+		u := r.float() * 1500
+		x := r.exp() * []float64{0.01, 1, 30}[i%3]
+		got, ok := rs.next(u, x)
+		want, wantOK := scan(u, x)
+		if got != want || ok != wantOK {
+			t.Fatalf("next(%v, %v) = %v, %v; a scan gives %v, %v", u, x, got, ok, want, wantOK)
+		}
+	}
 }

@@ -220,3 +220,75 @@ func TestBatchEncoderAdd(t *testing.T) {
 	var d event.Decoder
 	checkDecode(t, &d, enc.AppendFrame(nil, true), event.DefaultMaxBatchEvents, nil)
 }
+
+// TestBatchEncoderAddKeyed checks that AddKeyed writes the frames and
+// returns the errors of Add whatever the keys: right, wrong, reused for
+// another name, negative or too large; over names of every length class the
+// name table distinguishes, and past the names an encoder remembers.
+func TestBatchEncoderAddKeyed(t *testing.T) {
+	long := strings.Repeat("x", 40)
+	names := []string{"", "a", "ab", "abc", "ch-1", "ch-01", "ch-001", "channel", "channel8", "channel-9",
+		"sixteen-bytes-16", "seventeen-bytes17", long, long + "y", "x" + long, "bad name", strings.Repeat("z", 65)}
+	type keyed struct {
+		ev     event.Event
+		ch, rg int
+	}
+	f := func(name string, batches [][]keyed) {
+		t.Helper()
+		var plain, withKeys event.BatchEncoder
+		for b, batch := range batches {
+			for i := range batch {
+				k := &batch[i]
+				errPlain, errKeyed := plain.Add(&k.ev), withKeys.AddKeyed(&k.ev, k.ch, k.rg)
+				if fmt.Sprint(errPlain) != fmt.Sprint(errKeyed) {
+					t.Fatalf("%s: batch %d event %d (keys %d, %d): AddKeyed: %v; Add: %v", name, b, i, k.ch, k.rg, errKeyed, errPlain)
+				}
+			}
+			for _, compress := range []bool{false, true} {
+				if got, want := withKeys.AppendFrame(nil, compress), plain.AppendFrame(nil, compress); !bytes.Equal(got, want) {
+					t.Fatalf("%s: batch %d: AddKeyed's frame differs from Add's\ngot  %x\nwant %x", name, b, got, want)
+				}
+			}
+			if withKeys.Len() != plain.Len() || withKeys.Size() != plain.Size() {
+				t.Fatalf("%s: batch %d: Len, Size %d, %d; Add's %d, %d", name, b, withKeys.Len(), withKeys.Size(), plain.Len(), plain.Size())
+			}
+			plain.Reset()
+			withKeys.Reset()
+		}
+	}
+	ev := func(i int, ch, rg string) event.Event {
+		kind := event.Kind(i % 3)
+		return event.Event{Device: fmt.Appendf(nil, "stb-%0*d", 1+i%20, i), Channel: []byte(ch), Region: []byte(rg),
+			TS: 1764187200000 + int64(i*37%5000) - 2500, Kind: kind}
+	}
+	gen := func(keyOf func(i, name int) int) [][]keyed {
+		var batches [][]keyed
+		for b := range 6 {
+			var batch []keyed
+			for i := range 300 {
+				c, r := (i*7+b)%len(names), (i*5+b*3)%len(names)
+				batch = append(batch, keyed{ev(i, names[c], names[r]), keyOf(i, c), keyOf(i, r+100)})
+			}
+			batches = append(batches, batch)
+		}
+		return batches
+	}
+	f("right keys", gen(func(_, name int) int { return name }))
+	f("keys at the limit", gen(func(_, name int) int { return event.MaxNameKey - 200 + name }))
+	f("no keys", gen(func(int, int) int { return -1 }))
+	f("keys past the limit", gen(func(_, name int) int { return event.MaxNameKey + name }))
+	f("one key for all", gen(func(int, int) int { return 3 }))
+	f("keys that change names", gen(func(i, name int) int { return (i + name) % 5 }))
+
+	// Past the names an encoder remembers (it forgets them at Reset): the
+	// keys must not point at forgotten names.
+	var many [][]keyed
+	for b := range 5 {
+		var batch []keyed
+		for i := range 6000 {
+			batch = append(batch, keyed{ev(i, fmt.Sprintf("c%d-%d", b%2, i), "r1"), i, 0})
+		}
+		many = append(many, batch)
+	}
+	f("forgotten names", many)
+}
