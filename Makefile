@@ -4,7 +4,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench bench-hot fuzz lint clean vendor-uplot
+.PHONY: all build run test test-short bench bench-smoke bench-hot fuzz lint clean vendor-uplot
 
 all: build
 
@@ -28,7 +28,20 @@ test-short:
 bench-hot:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./sketch/ ./aggregator/...
 
-bench: bench-hot
+# The benchmark suite (bench/harness, bench/cmd/benchrun): nats bench ceiling,
+# ratingsd end to end, Redis HyperLogLog and exact counting on the same
+# stream, latency, accuracy and scale, 3 repetitions each. About 15 minutes on
+# 2 cores; rewrites bench/img/*.png and the harness section of bench/RESULTS.md.
+# It starts nats-server, ratingsd and redis-server as children (redis-server
+# from Debian: apt-get install -y redis-server) and installs natscli into
+# bench/bin on first use.
+bench:
+	$(GO) run ./bench/cmd/benchrun
+
+# Every part of the suite once, small (under two minutes): fails unless each
+# part produces its figures. Writes into a temporary directory only.
+bench-smoke:
+	$(GO) run ./bench/cmd/benchrun -smoke
 
 # Fuzz every decoder for $(FUZZTIME) each (go test -fuzz takes one target at a time).
 fuzz:
