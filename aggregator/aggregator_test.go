@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
@@ -52,10 +53,14 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want it to mention %q", name, err, want)
 		}
 	}
-	f("no key", func(c *Config) { c.Key = nil }, "Key is required")
+	f("no key", func(c *Config) { c.Key = nil }, "Keys (or, for tests, Key) is required")
+	f("two keys", func(c *Config) { c.Keys, _ = keys.NewMemory() }, "set Keys or Key, not both")
 	f("precision", func(c *Config) { c.Precision = 19 }, "precision 19")
 	f("lateness under dwell", func(c *Config) { c.Lateness, c.MinDwell = 2*time.Second, 5*time.Second }, "at least min dwell")
 	f("retention", func(c *Config) { c.MinuteRetention = 8 * 24 * time.Hour }, "minute retention")
+	f("reach retention", func(c *Config) { c.Retention = 30 * 24 * time.Hour }, "retention 720h0m0s is outside the minute retention 48h0m0s..720h0m0s")
+	f("reach under minute retention", func(c *Config) { c.Retention = 24 * time.Hour }, "retention 24h0m0s is outside")
+	f("day start", func(c *Config) { c.DayStart = 90 * time.Minute }, "day start 1h30m0s is not a whole number of hours")
 	f("shards", func(c *Config) { c.Shards = 3 }, "power of two")
 	f("inactivity", func(c *Config) { c.Inactivity = time.Second }, "inactivity")
 }
@@ -145,7 +150,8 @@ func TestConcurrentIngestAndQuery(t *testing.T) {
 // TestSketchBytes checks that the memory figure grows with sealed minutes
 // and shrinks when retention forgets them.
 func TestSketchBytes(t *testing.T) {
-	cfg := Config{Model: Events, Key: benchKey(t), MinuteRetention: time.Hour, Now: func() time.Time { return benchStart.Add(48 * time.Hour) }}
+	now := benchStart.Add(10 * time.Minute)
+	cfg := Config{Model: Events, Key: benchKey(t), MinuteRetention: time.Hour, Now: func() time.Time { return now }}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +167,7 @@ func TestSketchBytes(t *testing.T) {
 		t.Fatalf("10 sealed minutes hold %d sketch bytes", ten)
 	}
 	// Two hours later, with one box: retention (1 h) has dropped the ten.
+	now = benchStart.Add(2*time.Hour + time.Minute)
 	w.Write([]event.Event{{Device: []byte("late-box"), Channel: []byte("ch-000"), TS: benchStart.Add(2 * time.Hour).UnixMilli()}}, nil)
 	a.SealThrough(benchStart.Add(2*time.Hour + time.Minute).UnixMilli())
 	if later := a.SketchBytes(); later >= ten {

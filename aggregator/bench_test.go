@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
@@ -50,11 +51,13 @@ func benchKey(tb testing.TB) *sketch.Key {
 }
 
 // benchAggregator returns an Aggregator of model under the bench key whose
-// clock stands at benchStart + after.
+// clock stands at benchStart + after. Its days start at 20:00 UTC, the time
+// of benchStart, so that a day of minutes from benchStart is one key epoch.
 func benchAggregator(tb testing.TB, model Model, after time.Duration) *Aggregator {
 	tb.Helper()
 	cfg := DefaultConfig()
 	cfg.Model, cfg.Key = model, benchKey(tb)
+	cfg.DayStart = 20 * time.Hour
 	cfg.Now = func() time.Time { return benchStart.Add(after) }
 	a, err := New(cfg)
 	if err != nil {
@@ -197,7 +200,27 @@ func dayOfMinutes(tb testing.TB, channels int) *Aggregator {
 	return a
 }
 
-// BenchmarkQuery24h measures the queries over a day of sealed minutes.
+// weekOfHours returns an aggregator whose reach tier holds every hour of
+// the ISO week of benchStart: one hour really sealed (ten minutes of
+// channels Zipf-distributed over 500k boxes), repeated through the store.
+func weekOfHours(tb testing.TB, channels int) (*Aggregator, time.Time) {
+	a := benchAggregator(tb, Events, 48*time.Hour)
+	a.NewWriter().Write(synthetic(2_000_000, 500_000, channels, 10, 3), nil)
+	a.SealThrough(benchStart.Add(time.Hour).UnixMilli())
+	h := benchStart.Unix() / 3600
+	tmpl := a.store.reach[h]
+	if tmpl == nil {
+		tb.Fatal("no reach-tier hour sealed")
+	}
+	week, _ := a.cal.Span(keys.Reach, a.cal.Epoch(keys.Reach, benchStart))
+	for n := week.Unix() / 3600; n < week.Unix()/3600+7*24; n++ {
+		a.store.putReach(n, tmpl)
+	}
+	return a, week
+}
+
+// BenchmarkQuery24h measures the queries over a day of sealed minutes (the
+// minute tier), and a week of the reach tier.
 func BenchmarkQuery24h(b *testing.B) {
 	a := dayOfMinutes(b, 500)
 	from, to := benchStart, benchStart.Add(24*time.Hour)
@@ -243,6 +266,21 @@ func BenchmarkQuery24h(b *testing.B) {
 			a.Now()
 		}
 	})
+	w, week := weekOfHours(b, 500)
+	for _, c := range []struct {
+		name  string
+		chans []string
+	}{{"reach-tier-7d-one-channel", []string{"ch-000"}}, {"reach-tier-7d-all-channels", nil}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := w.Reach(c.chans, week, week.Add(7*24*time.Hour))
+				if err != nil || r.Tier != keys.Reach {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkSealMinute is the sealer's work for one minute of a large live
@@ -253,7 +291,7 @@ func BenchmarkSealMinute(b *testing.B) {
 	for _, devices := range []int{200_000, 2_000_000} {
 		b.Run(fmt.Sprintf("tuning-%dk-devices", devices/1000), func(b *testing.B) {
 			evs := oncePerDevice(devices)
-			a := benchAggregator(b, Tuning, 30*24*time.Hour)
+			a := benchAggregator(b, Tuning, time.Hour)
 			a.NewWriter().Write(evs, nil)
 			m := benchStart.Add(time.Minute)
 			a.SealThrough(m.UnixMilli())
@@ -264,6 +302,35 @@ func BenchmarkSealMinute(b *testing.B) {
 			}
 			if got := a.Latest().Total.Value; got != uint64(devices) {
 				b.Fatalf("total %d, want %d", got, devices)
+			}
+		})
+	}
+}
+
+// BenchmarkSealHour is the sealer's extra work at the end of an hour: the
+// shards' partials of the reach tier's hour merged into one hour of sketches
+// and estimated once, for a large live audience carried forward through the
+// hour (tuning: every device on one channel).
+func BenchmarkSealHour(b *testing.B) {
+	for _, devices := range []int{200_000, 2_000_000} {
+		b.Run(fmt.Sprintf("tuning-%dk-devices", devices/1000), func(b *testing.B) {
+			a := benchAggregator(b, Tuning, time.Hour)
+			a.NewWriter().Write(oncePerDevice(devices), nil)
+			a.SealThrough(benchStart.Add(2 * time.Minute).UnixMilli())
+			var hps []*hourPartial
+			for _, s := range a.shards {
+				hps = append(hps, s.hours...)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				clones := make([]*hourPartial, len(hps))
+				for i, h := range hps {
+					clones[i] = h.clone()
+				}
+				a.sealHours(clones)
+			}
+			if n := a.store.newestHour; n != benchStart.Unix()/3600 {
+				b.Fatalf("newest reach hour %d", n)
 			}
 		})
 	}

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	ckpt "github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/bench"
 	"github.com/ratingsd/ratingsd/sketch"
@@ -100,11 +102,10 @@ func checkpointTrip(t testing.TB, a *Aggregator, cfg Config) *Aggregator {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	keys := CheckpointKeys(a.cfg.Key)
-	if _, err := d.Write(cp, keys); err != nil {
+	if _, err := d.Write(cp, sn.Keys()); err != nil {
 		t.Fatal(err)
 	}
-	loaded, bad, err := d.LoadNewest(keys)
+	loaded, bad, err := d.LoadNewest(a.cfg.Keys.Lookup)
 	if err != nil || len(bad) > 0 {
 		t.Fatalf("load: %v %v", err, bad)
 	}
@@ -206,9 +207,28 @@ func TestCheckpointRoundTrip(t *testing.T) {
 						}
 					}
 				}
+				// The reach tier's hours: the same devices, hashed alike.
+				from, to := info.Start.Truncate(time.Hour), info.End.Truncate(time.Hour)
+				for _, set := range append(truth.ReachSets(), nil, []string{"ch-001"}) {
+					ra, rb := tierReach(t, a, set, from, to), tierReach(t, b, set, from, to)
+					if ra.Value == 0 || ra.Estimate != rb.Estimate {
+						t.Errorf("cut at %d: reach tier %v over [%s, %s): %v, restored %v", c.at, set, from.Format("15:04"), to.Format("15:04"), ra, rb)
+					}
+				}
 			}
 		})
 	}
+}
+
+// tierReach is the reach of whole hours [from, to) counted by the reach
+// tier, whatever the window.
+func tierReach(t testing.TB, a *Aggregator, set []string, from, to time.Time) Reach {
+	t.Helper()
+	r, err := a.reachHours(set, from.Unix()/3600, to.Unix()/3600, 0, a.cal.Epoch(keys.Reach, from))
+	if err != nil {
+		t.Fatalf("reach tier %v [%s, %s): %v", set, from, to, err)
+	}
+	return r
 }
 
 // minuteDiff describes how two sealed minutes differ ("" if they do not).
@@ -416,8 +436,8 @@ func TestCheckpointGolden(t *testing.T) {
 				if !bytes.Equal(s.Data, golden.Sections[i].Data) {
 					t.Errorf("section %q: %d bytes differ from the golden %d (run with -update after a deliberate format change, and add a version)", s.Name, len(s.Data), len(golden.Sections[i].Data))
 				}
-				if want := map[bool]string{true: KeyEpoch(a.cfg.Key), false: ""}[s.Name != "meta" && s.Name != "names"]; s.Epoch != want {
-					t.Errorf("section %q sealed under %q, want %q", s.Name, s.Epoch, want)
+				if want := golden.Sections[i]; s.Name != want.Name || s.Epoch != want.Epoch {
+					t.Errorf("section %q sealed under %q, want %q under %q", s.Name, s.Epoch, want.Name, want.Epoch)
 				}
 			}
 			b, err := Restore(a.cfg, golden)
@@ -434,6 +454,19 @@ func TestCheckpointGolden(t *testing.T) {
 			for i := range am {
 				if diff := minuteDiff(am[i], bm[i], true); diff != "" {
 					t.Errorf("minute %s: %s", am[i].Start.Format("15:04"), diff)
+				}
+			}
+			// The reach tier: hour 19 was restored sealed, hour 20 from
+			// the restored partials.
+			a.SealThrough(end.Add(time.Hour).UnixMilli())
+			b.SealThrough(end.Add(time.Hour).UnixMilli())
+			h19 := time.Date(2025, 3, 14, 19, 0, 0, 0, time.UTC)
+			for _, set := range [][]string{nil, {"ch-0"}, {"ch-1", "f"}} {
+				for _, w := range [][2]time.Time{{h19, h19.Add(time.Hour)}, {h19, h19.Add(2 * time.Hour)}} {
+					ra, rb := tierReach(t, a, set, w[0], w[1]), tierReach(t, b, set, w[0], w[1])
+					if ra.Value == 0 || ra.Estimate != rb.Estimate {
+						t.Errorf("reach tier %v [%s, %s): %v, restored %v", set, w[0].Format("15:04"), w[1].Format("15:04"), ra, rb)
+					}
 				}
 			}
 			if model == Tuning {
@@ -453,25 +486,38 @@ func goldenPath(model Model, section string) string {
 	return filepath.Join(goldenDir, model.String()+"-"+section+".bin")
 }
 
+// goldenSections are the sections of the golden checkpoints and the epochs
+// they are sealed under: the scenario lies in one day and one ISO week.
+var goldenSections = []ckpt.Section{
+	{Name: "meta"}, {Name: "names"},
+	{Name: "tuning", Epoch: "day-2025-03-14"},
+	{Name: "day-2025-03-14", Epoch: "day-2025-03-14"},
+	{Name: "week-2025-W11", Epoch: "week-2025-W11"},
+}
+
 func loadGolden(t testing.TB, model Model) *ckpt.Checkpoint {
 	t.Helper()
 	cp := &ckpt.Checkpoint{}
-	for _, name := range []string{"meta", "names", "tuning", "open", "sealed"} {
-		data, err := os.ReadFile(goldenPath(model, name))
+	for _, s := range goldenSections {
+		data, err := os.ReadFile(goldenPath(model, s.Name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cp.Sections = append(cp.Sections, ckpt.Section{Name: name, Data: data})
+		s.Data = data
+		cp.Sections = append(cp.Sections, s)
 	}
 	return cp
 }
 
 // withSection returns a copy of cp whose section name holds data (or is
-// gone, if data is nil).
-func withSection(cp *ckpt.Checkpoint, name string, data []byte) *ckpt.Checkpoint {
+// gone, if data is nil). A section that is not there is added at the end,
+// sealed under epoch.
+func withSection(cp *ckpt.Checkpoint, name string, data []byte, epoch ...string) *ckpt.Checkpoint {
 	out := &ckpt.Checkpoint{}
+	found := false
 	for _, s := range cp.Sections {
 		if s.Name == name {
+			found = true
 			if data == nil {
 				continue
 			}
@@ -479,7 +525,15 @@ func withSection(cp *ckpt.Checkpoint, name string, data []byte) *ckpt.Checkpoint
 		}
 		out.Sections = append(out.Sections, s)
 	}
+	if !found {
+		out.Sections = append(out.Sections, ckpt.Section{Name: name, Epoch: strings.Join(epoch, ""), Data: data})
+	}
 	return out
+}
+
+func sectionData(cp *ckpt.Checkpoint, name string) []byte {
+	data, _ := cp.Section(name)
+	return data
 }
 
 func TestRestoreErrors(t *testing.T) {
@@ -494,8 +548,9 @@ func TestRestoreErrors(t *testing.T) {
 		}
 	}
 	other := cfg
+	other.Keys = nil
 	other.Key, _ = sketch.KeyFromBytes([]byte("another-key-0016"))
-	f("other key", other, golden, ErrCheckpointConfig, "written under key")
+	f("other key", other, golden, ErrCheckpointConfig, "written under pseudonym key")
 	other = cfg
 	other.Model = Events
 	f("other model", other, golden, ErrCheckpointConfig, "tuning model")
@@ -505,15 +560,39 @@ func TestRestoreErrors(t *testing.T) {
 	other = cfg
 	other.MinDwell = 3 * time.Second
 	f("other min dwell", other, golden, ErrCheckpointConfig, "min dwell 5000ms")
+	other = cfg
+	other.DayStart = 6 * time.Hour
+	f("other day start", other, golden, ErrCheckpointConfig, "day start 0h, this configuration has 6h0m0s")
 	f("nil", cfg, nil, ErrCheckpointCorrupt, "nil checkpoint")
-	f("no open section", cfg, withSection(golden, "open", nil), ErrCheckpointCorrupt, `no section "open"`)
-	f("key gone", cfg, &ckpt.Checkpoint{Unreadable: []*ckpt.SectionError{{Name: "sealed", Epoch: "k-x", Err: ckpt.ErrKeyGone}}}, ckpt.ErrKeyGone, "sealed")
+	f("no names section", cfg, withSection(golden, "names", nil), ErrCheckpointCorrupt, `no section "names"`)
+	f("unknown section", cfg, withSection(golden, "open", nil, "open"), ErrCheckpointCorrupt, `unknown section "open"`)
+	f("out of order", cfg, withSection(golden, "day-2025-03-13", []byte{2, 0, 0, 0}, "day-2025-03-13"), ErrCheckpointCorrupt, `section "day-2025-03-13" after "day-2025-03-14"`)
+	f("day outside its day", cfg, withSection(golden, "day-2025-03-15", sectionData(golden, "day-2025-03-14"), "day-2025-03-15"), ErrCheckpointCorrupt, "day 2025-03-15")
+	mismatch := *golden
+	mismatch.Unreadable = []*ckpt.SectionError{{Name: "day-2025-03-13", Epoch: "day-2025-03-13", Err: ckpt.ErrKeyMismatch}}
+	f("key mismatch", cfg, &mismatch, ErrCheckpointCorrupt, `"day-2025-03-13"`)
+	gone := *golden
+	gone.Unreadable = []*ckpt.SectionError{{Name: "sealed", Epoch: "k-x", Err: ckpt.ErrKeyGone}}
+	f("old section gone", cfg, &gone, ErrCheckpointCorrupt, `section "sealed" sealed under epoch "k-x": epoch key gone, and is not a day, week or tuning section`)
+	f("plain day", cfg, withSection(golden, "day-2025-03-15", []byte{2, 0, 0, 0}, ""), ErrCheckpointCorrupt, `section "day-2025-03-15" is sealed under "", not its own epoch`)
+	f("day under a week", cfg, withSection(golden, "day-2025-03-15", []byte{2, 0, 0, 0}, "week-2025-W11"), ErrCheckpointCorrupt, `not its own epoch`)
 	meta, _ := golden.Section("meta")
-	f("version", cfg, withSection(golden, "meta", append([]byte{2}, meta[1:]...)), ErrCheckpointCorrupt, "version 2")
+	f("version", cfg, withSection(golden, "meta", append([]byte{3}, meta[1:]...)), ErrCheckpointCorrupt, "version 3, this build reads 2")
 	f("trailing", cfg, withSection(golden, "meta", append(bytes.Clone(meta), 0)), ErrCheckpointCorrupt, "1 bytes after the end")
 	f("empty", cfg, withSection(golden, "names", []byte{}), ErrCheckpointCorrupt, "truncated")
-	f("bad name", cfg, withSection(golden, "names", []byte{1, 1, 3, 'a', ' ', 'b', 0}), ErrCheckpointCorrupt, "is not 1..64 bytes")
-	f("huge count", cfg, withSection(golden, "tuning", []byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), ErrCheckpointCorrupt, "cannot fit")
+	f("bad name", cfg, withSection(golden, "names", []byte{2, 1, 3, 'a', ' ', 'b', 0}), ErrCheckpointCorrupt, "is not 1..64 bytes")
+	f("huge count", cfg, withSection(golden, "tuning", []byte{2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), ErrCheckpointCorrupt, "cannot fit")
+	// A checkpoint of version 1 (one key for every sketch) is refused,
+	// saying so.
+	v1 := &ckpt.Checkpoint{}
+	for _, name := range []string{"meta", "names", "tuning", "open", "sealed"} {
+		data, err := os.ReadFile(filepath.Join(goldenDir, "v1", "tuning-"+name+".bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1.Sections = append(v1.Sections, ckpt.Section{Name: name, Data: data})
+	}
+	f("version 1", cfg, v1, ErrCheckpointCorrupt, `section "meta" has version 1, written before key epochs`)
 	// Every truncation of every section is a clear error, never a panic.
 	for _, s := range golden.Sections {
 		for n := 0; n < len(s.Data); n += max(1, len(s.Data)/512) {
@@ -534,7 +613,6 @@ func TestRestoreErrors(t *testing.T) {
 // bytes: Restore must return nil or a documented error, never panic, and a
 // restored aggregator must survive sealing.
 func FuzzRestore(f *testing.F) {
-	names := []string{"meta", "names", "tuning", "open", "sealed"}
 	goldens := []*ckpt.Checkpoint{loadGolden(f, Tuning), loadGolden(f, Events)}
 	for m, g := range goldens {
 		for i, s := range g.Sections {
@@ -542,8 +620,8 @@ func FuzzRestore(f *testing.F) {
 			f.Add(uint8(m), uint8(i), s.Data[:len(s.Data)/2])
 		}
 	}
-	for _, bad := range [][]byte{{}, {1}, {0}, {1, 0xff}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, bytes.Repeat([]byte{0x80}, 20)} {
-		for i := range names {
+	for _, bad := range [][]byte{{}, {1}, {2}, {0}, {2, 0xff}, {2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 0, 0, 0}, bytes.Repeat([]byte{0x80}, 20)} {
+		for i := range goldenSections {
 			f.Add(uint8(0), uint8(i), bad)
 		}
 	}
@@ -551,7 +629,8 @@ func FuzzRestore(f *testing.F) {
 		m := Model(model % 2)
 		key, _ := sketch.KeyFromBytes([]byte("golden-key-00016"))
 		cfg := Config{Model: m, Key: key, Shards: 2, Now: func() time.Time { return time.Date(2025, 3, 14, 21, 0, 0, 0, time.UTC) }}
-		cp := withSection(goldens[m], names[int(section)%len(names)], data)
+		s := goldenSections[int(section)%len(goldenSections)]
+		cp := withSection(goldens[m], s.Name, data, s.Epoch)
 		a, err := Restore(cfg, cp)
 		if err != nil {
 			if !errors.Is(err, ErrCheckpointCorrupt) && !errors.Is(err, ErrCheckpointConfig) {
@@ -580,7 +659,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		fmt.Sscan(s, &minutes)
 	}
 	evs := oncePerDevice(devices)
-	a := benchAggregator(b, Tuning, 30*24*time.Hour)
+	a := benchAggregator(b, Tuning, time.Duration(minutes+1)*time.Minute)
 	a.NewWriter().Write(evs, nil)
 	a.SealThrough(benchStart.Add(2 * time.Minute).UnixMilli()) // 20:00 and 20:01, every device credited
 	tmpl := a.Latest()
@@ -600,7 +679,6 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	keys := CheckpointKeys(a.Config().Key)
 	var pause, snap, encode, write time.Duration
 	var size int64
 	b.ReportAllocs()
@@ -613,7 +691,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		f, err := d.Write(cp, keys)
+		f, err := d.Write(cp, sn.Keys())
 		if err != nil {
 			b.Fatal(err)
 		}

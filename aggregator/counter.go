@@ -27,28 +27,48 @@ type counter struct {
 	credits uint32
 }
 
-func (c *counter) add(a *Aggregator, h uint64) {
+// add adds hash h, made under key, and counts a credit.
+func (c *counter) add(a *Aggregator, key *sketch.Key, h uint64) {
 	c.credits++
+	c.insert(a, key, h)
+}
+
+// mark adds hash h, made under key, and sets credits to 1: the counters of
+// a reach-tier hour count devices, not credits.
+func (c *counter) mark(a *Aggregator, key *sketch.Key, h uint64) {
+	c.credits = 1
+	c.insert(a, key, h)
+}
+
+func (c *counter) insert(a *Aggregator, key *sketch.Key, h uint64) {
 	if c.dense != nil {
 		c.dense.AddHash(h)
 		return
 	}
 	if c.set.add(h) && c.set.len() > denseAbove {
-		c.dense = a.newUnion()
-		for _, k := range c.set.slots {
-			if k != 0 {
-				c.dense.AddHash(k)
-			}
-		}
-		c.set = hashSet{}
+		c.toDense(a, key)
 	}
+}
+
+// toDense moves the counter's exact set into dense registers under key.
+func (c *counter) toDense(a *Aggregator, key *sketch.Key) {
+	if c.dense != nil {
+		return
+	}
+	c.dense = a.newUnion(key)
+	for _, h := range c.set.slots {
+		if h != 0 {
+			c.dense.AddHash(h)
+		}
+	}
+	c.set = hashSet{}
 }
 
 // exact reports whether the counter still holds its devices exactly.
 func (c *counter) exact() bool { return c.dense == nil }
 
-func (a *Aggregator) newUnion() *sketch.Sketch {
-	sk, err := sketch.NewUnion(a.cfg.Key, a.cfg.Precision)
+func (a *Aggregator) newUnion(key *sketch.Key) *sketch.Sketch {
+	sk, err := sketch.NewUnion(key, a.cfg.Precision)
 	if err != nil {
 		panic("BUG: precision validated in Config: " + err.Error())
 	}

@@ -19,7 +19,8 @@ func (s *hashSet) add(h uint64) bool {
 		s.grow()
 	}
 	mask := uint64(len(s.slots) - 1)
-	// The low bits of h chose the shard and are the same for the whole set.
+	// h is a keyed hash (of an epoch's key), uniform in every bit; the
+	// bits above 16 index the table.
 	for i := (h >> 16) & mask; ; i = (i + 1) & mask {
 		switch s.slots[i] {
 		case h:

@@ -12,7 +12,9 @@ const msPerMinute = 60_000
 // minuteOf returns the Unix minute number of a Unix-ms time (ts > 0).
 func minuteOf(ts int64) int64 { return ts / msPerMinute }
 
-// item is an event after hashing and interning: all the per-event path keeps.
+// item is an event after hashing and interning: all the per-event path
+// keeps. hash is the device's pseudonym (the pseudonym key's hash of its
+// identifier).
 type item struct {
 	hash   uint64
 	ts     int64
@@ -30,6 +32,9 @@ type Writer struct {
 	buckets  [][]item
 	channels map[string]uint32 // unlocked cache in front of a.channels
 	regions  map[string]uint32
+	// The keys of the epochs of both tiers that meet the minutes
+	// [keyFrom, keyTo] are in the Aggregator's key cache (epochs.go).
+	keyFrom, keyTo int64
 }
 
 // NewWriter returns a Writer for a.
@@ -39,6 +44,7 @@ func (a *Aggregator) NewWriter() *Writer {
 		buckets:  make([][]item, len(a.shards)),
 		channels: make(map[string]uint32),
 		regions:  make(map[string]uint32),
+		keyFrom:  1,
 	}
 }
 
@@ -58,7 +64,8 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 	a.gate.RLock()
 	defer a.gate.RUnlock()
 	firstOpen := a.firstOpen.Load()
-	oldest := firstOpen - int64(a.cfg.MinuteRetention/60e9)
+	horizon, _ := a.horizons(wall)
+	oldest := max(firstOpen-int64(a.cfg.MinuteRetention/60e9), horizon)
 
 	var batchMax int64
 	for i := range evs {
@@ -68,13 +75,23 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 			continue
 		}
 		m := minuteOf(e.TS)
-		if m < firstOpen {
+		if m < firstOpen || m < horizon {
 			if m < oldest {
 				w.reject(rej, event.TooOld, e, "minute is older than the %s retention", a.cfg.MinuteRetention)
 			} else {
 				w.reject(rej, event.Late, e, "minute is already sealed")
 			}
 			continue
+		}
+		if m > w.keyTo || firstOpen < w.keyFrom {
+			from, to, err := a.ensureKeys(firstOpen, m)
+			if err != nil {
+				// The key of an epoch that is gone, or that cannot be
+				// made: nothing of this minute can be kept.
+				w.reject(rej, event.TooOld, e, "minute cannot be kept: %v", err)
+				continue
+			}
+			w.keyFrom, w.keyTo = from, to
 		}
 		ch, ok := w.intern(w.channels, a.channels, e.Channel)
 		if !ok {
@@ -86,7 +103,7 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 			w.reject(rej, event.ChannelLimit, e, "region %q would exceed the limit of %d regions", clip(e.Region), a.cfg.MaxChannels)
 			continue
 		}
-		h := a.cfg.Key.Hash(e.Device)
+		h := a.pseudonym.Hash(e.Device)
 		s := a.shardOf(h, ch)
 		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
 		batchMax = max(batchMax, e.TS)

@@ -15,19 +15,31 @@ var (
 	ErrUnknownRegion  = errors.New("unknown region")
 	ErrBadRange       = errors.New("bad time range")
 	ErrWindowTooLarge = errors.New("window too large")
-	ErrExpired        = errors.New("data expired")
-	ErrNoData         = errors.New("no data yet")
-	ErrModel          = errors.New("not available in this audience model")
+	// ErrExpired: the window, or part of it, is past retention.
+	ErrExpired = errors.New("data expired")
+	ErrNoData  = errors.New("no data yet")
+	ErrModel   = errors.New("not available in this audience model")
+	// ErrCrossEpoch: a reach window spans two key epochs of the tier that
+	// would count it (two days for minute resolution, two ISO weeks for
+	// whole hours): no count of distinct devices spans two keys.
+	ErrCrossEpoch = errors.New("reach window spans two key epochs")
 )
+
+func checkRange(from, to time.Time) error {
+	if from.IsZero() || to.IsZero() {
+		return fmt.Errorf("%w: from and to are both required", ErrBadRange)
+	}
+	if !from.Before(to) {
+		return fmt.Errorf("%w: from %s is not before to %s", ErrBadRange, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
 
 // window converts [from, to) to minute numbers [lo, hi), from rounded down
 // and to rounded up to whole minutes, and checks it against the retention.
 func (a *Aggregator) window(from, to time.Time) (lo, hi int64, err error) {
-	if from.IsZero() || to.IsZero() {
-		return 0, 0, fmt.Errorf("%w: from and to are both required", ErrBadRange)
-	}
-	if !from.Before(to) {
-		return 0, 0, fmt.Errorf("%w: from %s is not before to %s", ErrBadRange, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	if err := checkRange(from, to); err != nil {
+		return 0, 0, err
 	}
 	lo = floorDiv(from.UnixMilli(), msPerMinute)
 	hi = -floorDiv(-to.UnixMilli(), msPerMinute)
@@ -45,19 +57,21 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// keptLocked clips [lo, hi) to the minutes the store keeps, saying why
-// nothing is left when nothing is.
-func (st *store) keptLocked(lo, hi int64) (int64, int64, error) {
+// keptLocked clips [lo, hi) to the minutes the store keeps (none before
+// horizon, the retention's first minute by the clock), saying why nothing
+// is left when nothing is.
+func (st *store) keptLocked(lo, hi, horizon int64) (int64, int64, error) {
 	if st.newest < 0 {
 		return 0, 0, ErrNoData
 	}
-	if hi <= st.first {
-		return 0, 0, fmt.Errorf("%w: the window ends before %s, the oldest minute kept", ErrExpired, minuteTime(st.first).Format(time.RFC3339))
+	first := max(st.first, horizon)
+	if hi <= first {
+		return 0, 0, fmt.Errorf("%w: the window ends before %s, the oldest minute kept", ErrExpired, minuteTime(first).Format(time.RFC3339))
 	}
 	if lo > st.newest {
 		return 0, 0, fmt.Errorf("%w: the window starts after %s, the newest sealed minute", ErrNoData, minuteTime(st.newest).Format(time.RFC3339))
 	}
-	return max(lo, st.first), min(hi, st.newest+1), nil
+	return max(lo, first), min(hi, st.newest+1), nil
 }
 
 func minuteTime(m int64) time.Time { return time.UnixMilli(m * msPerMinute).UTC() }
@@ -68,10 +82,11 @@ func (a *Aggregator) sealedIn(from, to time.Time) (lo, hi int64, mins []*Minute,
 	if lo, hi, err = a.window(from, to); err != nil {
 		return 0, 0, nil, err
 	}
+	horizon, _ := a.horizons(a.cfg.Now())
 	st := &a.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if lo, hi, err = st.keptLocked(lo, hi); err != nil {
+	if lo, hi, err = st.keptLocked(lo, hi, horizon); err != nil {
 		return 0, 0, nil, err
 	}
 	mins = make([]*Minute, hi-lo)
@@ -128,66 +143,6 @@ func (a *Aggregator) Audience(channel string, from, to time.Time) (Curve, error)
 		c.Average = sum / float64(len(mins))
 	}
 	return c, nil
-}
-
-// Reach estimates the distinct devices on any of channels (all channels when
-// empty) during the sealed minutes of [from, to): a union of sketches, using
-// complete hourly rollups for the whole hours inside the window.
-func (a *Aggregator) Reach(channels []string, from, to time.Time) (sketch.Estimate, error) {
-	for _, ch := range channels {
-		if _, ok := a.channels.lookup(ch); !ok {
-			return sketch.Estimate{}, fmt.Errorf("%w: %q", ErrUnknownChannel, ch)
-		}
-	}
-	lo, hi, err := a.window(from, to)
-	if err != nil {
-		return sketch.Estimate{}, err
-	}
-	var parts []*sketch.Sketch
-	collect := func(total *sketch.Sketch, chans func(string) *sketch.Sketch) {
-		if len(channels) == 0 {
-			parts = append(parts, total)
-			return
-		}
-		for _, ch := range channels {
-			if sk := chans(ch); sk != nil {
-				parts = append(parts, sk)
-			}
-		}
-	}
-	st := &a.store
-	st.mu.Lock()
-	lo, hi, err = st.keptLocked(lo, hi)
-	if err != nil {
-		st.mu.Unlock()
-		return sketch.Estimate{}, err
-	}
-	for m := lo; m < hi; {
-		if m%60 == 0 && m+60 <= hi {
-			if h := st.hours[hourOf(m)]; h != nil && h.complete {
-				collect(h.total, func(ch string) *sketch.Sketch { return h.chans[ch] })
-				m += 60
-				continue
-			}
-		}
-		if sealed := st.minutes[m]; sealed != nil {
-			collect(sealed.total, func(ch string) *sketch.Sketch {
-				if cm, ok := sealed.Channel(ch); ok {
-					return cm.sk
-				}
-				return nil
-			})
-		}
-		m++
-	}
-	st.mu.Unlock()
-
-	// Merge outside the lock: sealed sketches and complete hours are immutable.
-	u := a.newSketch()
-	for _, sk := range parts {
-		mustMerge(u, sk)
-	}
-	return u.Estimate(), nil
 }
 
 // Board is the "now" view: the latest sealed minute, and the open one.
@@ -326,9 +281,10 @@ func (a *Aggregator) Flow(channel string, at time.Time) (FlowReport, error) {
 		return FlowReport{}, fmt.Errorf("%w: %q", ErrUnknownChannel, channel)
 	}
 	m := floorDiv(at.UnixMilli(), msPerMinute)
+	horizon, _ := a.horizons(a.cfg.Now())
 	st := &a.store
 	st.mu.Lock()
-	_, _, err := st.keptLocked(m, m+1)
+	_, _, err := st.keptLocked(m, m+1, horizon)
 	sealed, before := st.minutes[m], st.minutes[m-1]
 	st.mu.Unlock()
 	if err != nil {
@@ -465,6 +421,7 @@ func (a *Aggregator) Regions() []string {
 func (a *Aggregator) Minutes(from, to time.Time) []*Minute {
 	lo := floorDiv(from.UnixMilli(), msPerMinute)
 	hi := -floorDiv(-to.UnixMilli(), msPerMinute)
+	horizon, _ := a.horizons(a.cfg.Now())
 	st := &a.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -472,7 +429,7 @@ func (a *Aggregator) Minutes(from, to time.Time) []*Minute {
 	if st.newest < 0 {
 		return nil
 	}
-	for m := max(lo, st.first); m < min(hi, st.newest+1); m++ {
+	for m := max(lo, st.first, horizon); m < min(hi, st.newest+1); m++ {
 		if sealed := st.minutes[m]; sealed != nil {
 			out = append(out, sealed)
 		}

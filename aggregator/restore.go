@@ -2,78 +2,175 @@ package aggregator
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	ckpt "github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
 // Restore returns an Aggregator for cfg holding the state of cp, as if it had
 // ingested what the checkpointed one had when its Snapshot was taken: the
-// tuning table, the open minutes, the sealed minutes and hourly rollups, the
-// watermark and the counters. The event-time clock resumes where it was at
-// the snapshot (maxTS plus the idle time then), not where the wall clock is:
-// replayed events are not late. cfg may differ from the writer's in Shards
-// (state is re-sharded), Lateness, MaxChannels, MinuteRetention and OnSeal,
-// but not in Key, Model, Precision, MinDwell or Inactivity
-// (ErrCheckpointConfig). Every other problem wraps ErrCheckpointCorrupt;
-// Restore never panics on any input.
+// tuning table, the open minutes and hours, the sealed minutes, hourly
+// rollups and reach-tier hours, the watermark and the counters. The
+// event-time clock resumes where it was at the snapshot (maxTS plus the idle
+// time then), not where the wall clock is: replayed events are not late.
+// cfg may differ from the writer's in Shards (state is re-sharded),
+// Lateness, MaxChannels, the retentions and OnSeal, but not in the pseudonym
+// key, Model, Precision, DayStart, MinDwell or Inactivity
+// (ErrCheckpointConfig).
+//
+// A section of a day or an ISO week whose key cfg.Keys no longer holds (or
+// that the store could not open because its key is gone) has expired or
+// been shredded: it is left out, and so is the tuning section then. What is
+// past retention by the clock is dropped, and the keys of epochs wholly past
+// it are forgotten, before Restore returns. Every other problem wraps
+// ErrCheckpointCorrupt (a checkpoint of section version 1, written before
+// key epochs, is refused so); Restore never panics on any input.
 func Restore(cfg Config, cp *ckpt.Checkpoint) (*Aggregator, error) {
-	a, err := New(cfg)
+	a, err := newAggregator(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if cp == nil {
 		return nil, fmt.Errorf("restore: nil checkpoint: %w", ErrCheckpointCorrupt)
 	}
-	if len(cp.Unreadable) > 0 {
-		return nil, fmt.Errorf("restore checkpoint %d: %w: %w", cp.Seq, ErrCheckpointCorrupt, cp.Unreadable[0])
+	if err := a.restore(cp); err != nil {
+		return nil, fmt.Errorf("restore checkpoint %d: %w", cp.Seq, err)
 	}
-	section := func(name string, required bool) (*reader, error) {
-		data, ok := cp.Section(name)
-		if !ok {
-			if !required {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("restore checkpoint %d: no section %q: %w", cp.Seq, name, ErrCheckpointCorrupt)
-		}
+	a.sealMu.Lock()
+	a.expireLocked(a.cfg.Now())
+	a.sealMu.Unlock()
+	return a, nil
+}
+
+func (a *Aggregator) restore(cp *ckpt.Checkpoint) error {
+	section := func(name string, data []byte) (*reader, error) {
 		r := &reader{name: name, b: data}
-		if v := r.u8(); r.err == nil && v != sectionVersion {
-			return nil, fmt.Errorf("restore checkpoint %d: section %q has version %d, this build reads %d: %w", cp.Seq, name, v, sectionVersion, ErrCheckpointCorrupt)
+		switch v := r.u8(); {
+		case r.err != nil:
+			return nil, r.err
+		case v == 1:
+			return nil, fmt.Errorf("section %q has version 1, written before key epochs (one key for every sketch); this build reads version %d only: start without it: %w", name, sectionVersion, ErrCheckpointCorrupt)
+		case v != sectionVersion:
+			return nil, fmt.Errorf("section %q has version %d, this build reads %d: %w", name, v, sectionVersion, ErrCheckpointCorrupt)
 		}
-		return r, r.err
+		return r, nil
 	}
-	steps := []struct {
-		name     string
-		required bool
-		decode   func(*reader, *restoreState) error
-	}{
-		{"meta", true, a.restoreMeta},
-		{"names", true, a.restoreNames},
-		{"tuning", false, a.restoreTuning},
-		{"open", true, a.restoreOpen},
-		{"sealed", true, a.restoreSealed},
+	decode := func(name string, data []byte, f func(*reader) error) error {
+		r, err := section(name, data)
+		if err == nil {
+			err = f(r)
+		}
+		if err == nil {
+			err = r.err
+		}
+		if err == nil && r.off != len(r.b) {
+			err = r.fail("%d bytes after the end", len(r.b)-r.off)
+		}
+		return err
 	}
 	var rs restoreState
-	for _, s := range steps {
-		r, err := section(s.name, s.required)
-		if err == nil && r != nil {
-			err = s.decode(r, &rs)
-			if err == nil {
-				err = r.err
-			}
-			if err == nil && r.off != len(r.b) {
-				err = r.fail("%d bytes after the end", len(r.b)-r.off)
+	for _, s := range []struct {
+		name string
+		f    func(*reader, *restoreState) error
+	}{{"meta", a.restoreMeta}, {"names", a.restoreNames}, {"tuning", a.restoreTuning}} {
+		if s.name == "names" { // after meta, whose version is said first
+			if err := checkEpochs(cp); err != nil {
+				return err
 			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("restore checkpoint %d: %w", cp.Seq, err)
+		data, ok := cp.Section(s.name)
+		if !ok {
+			if s.name == "tuning" {
+				continue
+			}
+			return fmt.Errorf("no section %q: %w", s.name, ErrCheckpointCorrupt)
+		}
+		if err := decode(s.name, data, func(r *reader) error { return s.f(r, &rs) }); err != nil {
+			return err
 		}
 	}
-	return a, nil
+	last := [2]int64{-1, -1}
+	for _, s := range cp.Sections {
+		if s.Name == "meta" || s.Name == "names" || s.Name == "tuning" {
+			continue
+		}
+		t, n, err := keys.ParseID(s.Name)
+		if err != nil {
+			return fmt.Errorf("unknown section %q: %w", s.Name, ErrCheckpointCorrupt)
+		}
+		if n <= last[t] {
+			return fmt.Errorf("section %q after %q: %w", s.Name, keys.ID(t, last[t]), ErrCheckpointCorrupt)
+		}
+		last[t] = n
+		key, ok := a.epochKey(t, n)
+		if !ok {
+			continue // its key is gone: expired or shredded
+		}
+		err = decode(s.Name, s.Data, func(r *reader) error {
+			if t == keys.Minute {
+				return a.restoreDay(r, &rs, n, key)
+			}
+			return a.restoreWeek(r, &rs, n, key)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	a.restoreRollup()
+	return nil
+}
+
+// checkEpochs checks the epochs of cp's sealed sections. A section
+// whose own epoch's key is gone has expired: it will be left out. Any other
+// unreadable section is damage, and so is a section sealed under another
+// epoch than its own.
+func checkEpochs(cp *ckpt.Checkpoint) error {
+	for _, u := range cp.Unreadable {
+		if !errors.Is(u.Err, ckpt.ErrKeyGone) {
+			return fmt.Errorf("%w: %w", ErrCheckpointCorrupt, u)
+		}
+		if !ownEpoch(u.Name, u.Epoch) {
+			return fmt.Errorf("%w: %w, and is not a day, week or tuning section sealed under its own epoch", ErrCheckpointCorrupt, u)
+		}
+	}
+	for _, s := range cp.Sections {
+		_, _, err := keys.ParseID(s.Name)
+		if (s.Name == "tuning" || err == nil) && !ownEpoch(s.Name, s.Epoch) {
+			return fmt.Errorf("section %q is sealed under %q, not its own epoch: %w", s.Name, s.Epoch, ErrCheckpointCorrupt)
+		}
+	}
+	return nil
+}
+
+// ownEpoch reports whether a section called name is one sealed under a key
+// epoch, and epoch is the one it belongs under: a day or week section under
+// itself, the tuning section under a day.
+func ownEpoch(name, epoch string) bool {
+	if name == "tuning" {
+		t, _, err := keys.ParseID(epoch)
+		return err == nil && t == keys.Minute
+	}
+	_, _, err := keys.ParseID(name)
+	return err == nil && epoch == name
+}
+
+// epochKey returns the key of epoch n of tier t if the Keys still hold it,
+// and caches it.
+func (a *Aggregator) epochKey(t keys.Tier, n int64) (*sketch.Key, bool) {
+	if _, ok := a.cfg.Keys.Lookup(keys.ID(t, n)); !ok {
+		return nil, false
+	}
+	if err := a.cacheKey(t, n); err != nil {
+		return nil, false
+	}
+	return a.cachedKey(t, n), true
 }
 
 // restoreState carries what one section tells the decoders of the next.
@@ -81,10 +178,14 @@ type restoreState struct {
 	shards    int // of the writer
 	firstOpen int64
 	nch, nreg uint64 // ids 1..n are valid
+	// The bounds of the store, from meta.
+	first, newest, firstHour, newestHour int64
+	// The last sealed minute and reach hour decoded, for their order.
+	lastMinute, lastHour int64
 }
 
 func (a *Aggregator) restoreMeta(r *reader, rs *restoreState) error {
-	model, prec, fp := Model(r.u8()), r.u8(), sketch.Fingerprint(r.u64())
+	model, prec, fp, dayStart := Model(r.u8()), r.u8(), sketch.Fingerprint(r.u64()), r.u()
 	dwell, inact, shards := r.u(), r.u(), r.u()
 	maxTS, idle, firstOpen := r.v(), r.u(), r.v()
 	accepted, sealed, nr := r.u(), r.u(), r.u()
@@ -93,8 +194,10 @@ func (a *Aggregator) restoreMeta(r *reader, rs *restoreState) error {
 	}
 	c := a.cfg
 	switch {
-	case fp != c.Key.Fingerprint():
-		return fmt.Errorf("written under key %v, this configuration has key %v: %w", fp, c.Key.Fingerprint(), ErrCheckpointConfig)
+	case fp != a.pseudonym.Fingerprint():
+		return fmt.Errorf("written under pseudonym key %v, this configuration has key %v: %w", fp, a.pseudonym.Fingerprint(), ErrCheckpointConfig)
+	case dayStart != uint64(c.DayStart/time.Hour):
+		return fmt.Errorf("written with day start %dh, this configuration has %s: its days hold other hours: %w", dayStart, c.DayStart, ErrCheckpointConfig)
 	case model != c.Model:
 		return fmt.Errorf("written by the %s model, this configuration runs %s: %w", model, c.Model, ErrCheckpointConfig)
 	case prec != c.Precision:
@@ -113,6 +216,20 @@ func (a *Aggregator) restoreMeta(r *reader, rs *restoreState) error {
 	for i := range nr {
 		a.stats.rejected[i].Store(r.u())
 	}
+	first, newest, firstHour, newestHour := r.v(), r.v(), r.v(), r.v()
+	if r.err != nil {
+		return r.err
+	}
+	switch {
+	case newest < -1 || newest > 1<<40 || first < 0 || first > 1<<40 || (newest >= firstOpen && firstOpen >= 0) || (newest >= 0 && firstOpen < 0):
+		return r.fail("sealed minutes %d..%d, first open %d", first, newest, firstOpen)
+	case newestHour < -1 || newestHour > 1<<34 || firstHour < 0 || firstHour > 1<<34 || (firstOpen >= 0 && newestHour >= hourOf(firstOpen)+1) || (newestHour >= 0 && firstOpen < 0):
+		return r.fail("reach hours %d..%d, first open minute %d", firstHour, newestHour, firstOpen)
+	}
+	rs.first, rs.newest, rs.firstHour, rs.newestHour = first, newest, firstHour, newestHour
+	rs.lastMinute, rs.lastHour = -1, -1
+	a.store.first, a.store.newest = first, newest
+	a.store.firstHour, a.store.newestHour = firstHour, newestHour
 	rs.shards, rs.firstOpen = int(shards), firstOpen
 	a.maxTS.Store(maxTS)
 	a.advancedAt.Store(a.cfg.Now().UnixNano() - int64(idle))
@@ -209,250 +326,6 @@ func (a *Aggregator) restoreTuning(r *reader, rs *restoreState) error {
 		if d.ch != 0 {
 			s.view(d.ch, d.region, +1)
 		}
-	}
-	return nil
-}
-
-func (a *Aggregator) restoreOpen(r *reader, rs *restoreState) error {
-	n := r.count(8)
-	prev := make(map[uint64]int64) // writer shard → its last partial's minute
-	for range n {
-		from, m := r.u(), r.v()
-		if last, ok := prev[from]; r.err == nil && (from >= uint64(rs.shards) || m < rs.firstOpen || rs.firstOpen < 0 || m > 1<<40 || (ok && m <= last)) {
-			return r.fail("partial of shard %d of %d, minute %d (first open %d)", from, rs.shards, m, rs.firstOpen)
-		}
-		prev[from] = m
-		p := &partial{minute: m, zaps: make(map[uint32]uint32)}
-		if a.cfg.Model == Tuning {
-			p.flows = make(map[uint64]uint32)
-		}
-		k := r.count(3)
-		last := uint32(0)
-		for range k {
-			ch := r.id(rs.nch)
-			if r.err == nil && ch <= last {
-				return r.fail("partial channels out of order: %d after %d", ch, last)
-			}
-			last = ch
-			c := p.chanLocked(ch)
-			if r.counter(a, c); r.err == nil && c.credits == 0 {
-				return r.fail("channel %d counter with no credits", ch)
-			}
-		}
-		r.counter(a, &p.total)
-		for range r.count(3) {
-			ch, region, c := r.id(rs.nch), r.id(rs.nreg), r.u32()
-			k := cellKey(ch, region)
-			if r.err == nil && (ch == 0 || region == 0 || p.cells.get(k) != 0 || c == 0) {
-				return r.fail("region cell %d/%d: count %d", ch, region, c)
-			}
-			p.cells.add(k, c)
-		}
-		for range r.count(8) {
-			if h := r.u64(); r.err == nil && (h == 0 || !p.pairs.add(h)) {
-				return r.fail("a (cell, device) pair is 0 or appears twice")
-			}
-		}
-		nf := r.count(3)
-		if r.err == nil && nf > 0 && a.cfg.Model != Tuning {
-			return r.fail("%d flows in the events model", nf)
-		}
-		for range nf {
-			k := cellKey(r.id(rs.nch), r.id(rs.nch))
-			p.flows[k] += r.u32()
-		}
-		for range r.count(2) {
-			region := r.id(rs.nreg)
-			p.zaps[region] += r.u32()
-		}
-		if r.err != nil {
-			return r.err
-		}
-		if err := a.placePartial(int(from), rs.shards, p); err != nil {
-			return r.fail("%v", err)
-		}
-	}
-	return nil
-}
-
-// placePartial puts the partial p of the writer's shard from (of shards)
-// into this aggregator's shards. With the same shard count it goes back where
-// it was. Otherwise it goes to shard from&mask, merged with what is there:
-// in the Tuning model any shard can hold any devices' credits of an open
-// minute (each device is credited once per minute, so shards' counts add
-// up); in the Events model a channel's counters may then be in two shards,
-// which the sealer deduplicates like the totals, and when there are more
-// shards than before the (cell, device) pairs are copied to every shard
-// that now receives some of the writer shard's channels, so that a device
-// seen in a cell before the checkpoint is not counted in it again.
-func (a *Aggregator) placePartial(from, shards int, p *partial) error {
-	to := a.shards[uint64(from)&a.mask]
-	if err := to.mergePartial(p); err != nil {
-		return err
-	}
-	if a.cfg.Model == Events && len(a.shards) > shards {
-		for j := from + shards; j < len(a.shards); j += shards {
-			q := &partial{minute: p.minute, pairs: hashSet{slots: slices.Clone(p.pairs.slots), n: p.pairs.n}}
-			if err := a.shards[j].mergePartial(q); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *shard) mergePartial(p *partial) error {
-	i, found := slices.BinarySearchFunc(s.open, p.minute, func(q *partial, m int64) int {
-		return int(q.minute - m)
-	})
-	if !found {
-		s.open = slices.Insert(s.open, i, p)
-		if p.zaps == nil {
-			p.zaps = make(map[uint32]uint32)
-		}
-		if s.a.cfg.Model == Tuning && p.flows == nil {
-			p.flows = make(map[uint64]uint32)
-		}
-		return nil
-	}
-	q := s.open[i]
-	for ch := range p.chans {
-		if p.chans[ch].credits > 0 {
-			if err := q.chanLocked(uint32(ch)).merge(s.a, &p.chans[ch]); err != nil {
-				return err
-			}
-		}
-	}
-	if err := q.total.merge(s.a, &p.total); err != nil {
-		return err
-	}
-	p.cells.each(func(k uint64, n uint32) { q.cells.add(k, n) })
-	for _, h := range p.pairs.slots {
-		if h != 0 {
-			q.pairs.add(h)
-		}
-	}
-	for k, n := range p.flows {
-		q.flows[k] += n
-	}
-	for r, n := range p.zaps {
-		q.zaps[r] += n
-	}
-	return nil
-}
-
-// merge adds the devices and credits of o to c.
-func (c *counter) merge(a *Aggregator, o *counter) error {
-	c.credits += o.credits
-	if o.dense != nil {
-		c.toDense(a)
-		if err := c.dense.Merge(o.dense); err != nil {
-			return err
-		}
-	}
-	for _, h := range o.set.slots {
-		switch {
-		case h == 0:
-		case c.dense != nil:
-			c.dense.AddHash(h)
-		case c.set.add(h) && c.set.len() > denseAbove:
-			c.toDense(a)
-		}
-	}
-	return nil
-}
-
-func (c *counter) toDense(a *Aggregator) {
-	if c.dense != nil {
-		return
-	}
-	c.dense = a.newUnion()
-	for _, h := range c.set.slots {
-		if h != 0 {
-			c.dense.AddHash(h)
-		}
-	}
-	c.set = hashSet{}
-}
-
-func (a *Aggregator) restoreSealed(r *reader, rs *restoreState) error {
-	st := &a.store
-	first, newest := r.v(), r.v()
-	n := r.count(8)
-	if r.err == nil && (newest < -1 || newest > 1<<40 || first > newest+1 || first < newest-1<<30 || (newest >= rs.firstOpen && rs.firstOpen >= 0) || (newest >= 0 && rs.firstOpen < 0) || (newest < 0 && n > 0)) {
-		return r.fail("sealed minutes %d..%d, first open %d", first, newest, rs.firstOpen)
-	}
-	chNames, regNames := a.channels.all(), a.regions.all()
-	prev := first - 1
-	for range n {
-		m := r.v()
-		if r.err == nil && (m <= prev || m > newest) {
-			return r.fail("sealed minute %d after %d, newest %d", m, prev, newest)
-		}
-		prev = m
-		sealed := &Minute{Start: minuteTime(m)}
-		sealed.Total = r.est()
-		sealed.total = r.sketch(a)
-		k := r.count(5)
-		if r.err != nil {
-			return r.err
-		}
-		sealed.byName = make(map[string]int, k)
-		for i := range k {
-			cm := ChannelMinute{Channel: chNames[r.id(rs.nch)], Audience: r.est(), sk: r.sketch(a)}
-			if _, dup := sealed.byName[cm.Channel]; r.err == nil && (dup || cm.Channel == "") {
-				return r.fail("minute %d: channel %q twice or none", m, cm.Channel)
-			}
-			if sealed.Total.Value > 0 {
-				cm.Share = float64(cm.Audience.Value) / float64(sealed.Total.Value)
-			}
-			sealed.byName[cm.Channel] = int(i)
-			sealed.Channels = append(sealed.Channels, cm)
-		}
-		for range r.count(3) {
-			sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[r.id(rs.nch)], Region: regNames[r.id(rs.nreg)], Audience: exact(r.u())})
-		}
-		for range r.count(3) {
-			sealed.Flows = append(sealed.Flows, Flow{From: chNames[r.id(rs.nch)], To: chNames[r.id(rs.nch)], Devices: r.u()})
-		}
-		for range r.count(2) {
-			sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r.id(rs.nreg)], Count: r.u()})
-		}
-		if r.err != nil {
-			return r.err
-		}
-		st.minutes[m] = sealed
-	}
-	st.first, st.newest = first, newest
-	for range r.count(3) {
-		n := r.v()
-		h := &hour{chans: make(map[string]*sketch.Sketch), total: r.sketch(a), complete: true}
-		for range r.count(3) {
-			name := chNames[r.id(rs.nch)]
-			sk := r.sketch(a)
-			if r.err == nil && (name == "" || h.chans[name] != nil) {
-				return r.fail("hour %d: channel %q twice or none", n, name)
-			}
-			h.chans[name] = sk
-		}
-		if r.err != nil {
-			return r.err
-		}
-		if _, dup := st.hours[n]; dup || newest < 0 || n > hourOf(newest) || (n == hourOf(newest) && newest%60 != 59) {
-			return r.fail("hour %d twice, or not complete at newest minute %d", n, newest)
-		}
-		st.hours[n] = h
-	}
-	// The hour of the newest minute, if incomplete, from its minutes, in
-	// the order put merged them.
-	if hn := hourOf(newest); newest >= 0 && st.hours[hn] == nil {
-		h := &hour{chans: make(map[string]*sketch.Sketch), total: a.newSketch()}
-		for m := max(hn*60, first); m <= newest; m++ {
-			if sealed := st.minutes[m]; sealed != nil {
-				h.add(a, sealed)
-			}
-		}
-		st.hours[hn] = h
 	}
 	return nil
 }
@@ -566,12 +439,13 @@ func (r *reader) est() sketch.Estimate {
 	return sketch.Estimate{Value: v, Low: v - lo, High: v + hi}
 }
 
-func (r *reader) sketch(a *Aggregator) *sketch.Sketch {
+// sketch reads a sketch hashed under key.
+func (r *reader) sketch(a *Aggregator, key *sketch.Key) *sketch.Sketch {
 	data := r.bytes(int(min(r.u(), math.MaxInt32)))
 	if r.err != nil {
 		return nil
 	}
-	sk, err := sketch.Decode(data, a.cfg.Key)
+	sk, err := sketch.Decode(data, key)
 	if err == nil && sk.Precision() != a.cfg.Precision {
 		err = fmt.Errorf("precision %d, want %d", sk.Precision(), a.cfg.Precision)
 	}
@@ -582,15 +456,30 @@ func (r *reader) sketch(a *Aggregator) *sketch.Sketch {
 	return sk
 }
 
-func (r *reader) counter(a *Aggregator, c *counter) {
+// counter reads a minute partial's counter under key.
+func (r *reader) counter(a *Aggregator, key *sketch.Key, c *counter) {
 	c.credits = r.u32()
+	if r.err != nil {
+		return
+	}
+	r.set(a, key, c, func(n uint64) bool {
+		return n <= uint64(c.credits) && (a.cfg.Model != Tuning || n == uint64(c.credits))
+	})
+	if r.err == nil && c.credits == 0 && (c.dense != nil || c.set.len() > 0) {
+		r.fail("counter of devices with no credits")
+	}
+}
+
+// set reads the devices of a counter under key: exact hashes (a number of
+// them that ok accepts) or a dense sketch.
+func (r *reader) set(a *Aggregator, key *sketch.Key, c *counter, ok func(n uint64) bool) {
 	switch kind := r.u8(); {
 	case r.err != nil:
 	case kind == 1:
-		c.dense = r.sketch(a)
+		c.dense = r.sketch(a, key)
 	case kind == 0:
 		n := r.count(8)
-		if r.err == nil && (n > denseAbove || n > uint64(c.credits) || (a.cfg.Model == Tuning && n != uint64(c.credits))) {
+		if r.err == nil && (n > denseAbove || !ok(n)) {
 			r.fail("exact counter of %d devices and %d credits", n, c.credits)
 			return
 		}
@@ -602,8 +491,5 @@ func (r *reader) counter(a *Aggregator, c *counter) {
 		}
 	default:
 		r.fail("counter kind %d", kind)
-	}
-	if r.err == nil && c.credits == 0 && (c.dense != nil || c.set.len() > 0) {
-		r.fail("counter of devices with no credits")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
@@ -19,8 +20,9 @@ import (
 // commands, one per line (# starts a comment):
 //
 //	config model=tuning lateness=60s min-dwell=5s inactivity=4h max-channels=10 skew=5m
+//	       minute-retention=48h retention=672h day-start=6h shards=4
 //	date 2025-03-14                      the day of the times below
-//	clock 20:30:00                       the wall clock (default: 2030-01-01)
+//	clock 20:30:00                       the wall clock (until set: the newest event ingested)
 //	ingest 20:00:05 d1 tune npo1 [region=r1]   one event (kind standby takes no channel)
 //	seal 20:05:00                        seal every minute ending at or before this time
 //	tick                                 seal what the watermark allows at the clock's now
@@ -30,10 +32,14 @@ import (
 //	want flow npo1 npo2 20:01 1          "off" names the off state
 //	want zaps r1 20:00 4                 "-" names events without a region
 //	want reach npo1,npo2 20:00 20:05 4   "*" for all channels
+//	want reach * 23:00 2025-03-15T01:00 9 reach   and the tier that counted it
+//	want keys minute 2025-03-14,2025-03-15   the key epochs held ("-": none)
 //	want rejected late 1                 counted by the aggregator, by reason
 //	want accepted 12
 //	want sealed 20:04                    the newest sealed minute
 //	want error audience npo1 20:00 20:05 ErrExpired
+//
+// A time is HH:MM[:SS[.mmm]] on the date, or a whole 2006-01-02T15:04.
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("../testdata/scenarios/*.txt")
 	if err != nil || len(files) == 0 {
@@ -52,12 +58,16 @@ type scenario struct {
 	w     *Writer
 	day   time.Time
 	clock time.Time
+	// clockSet: a clock command set the clock; before one, it follows the
+	// newest event ingested.
+	clockSet bool
 }
 
 var errNames = map[string]error{
 	"ErrUnknownChannel": ErrUnknownChannel, "ErrUnknownRegion": ErrUnknownRegion,
 	"ErrBadRange": ErrBadRange, "ErrWindowTooLarge": ErrWindowTooLarge,
 	"ErrExpired": ErrExpired, "ErrNoData": ErrNoData, "ErrModel": ErrModel,
+	"ErrCrossEpoch": ErrCrossEpoch,
 }
 
 func runScenario(t *testing.T, file string) {
@@ -66,7 +76,7 @@ func runScenario(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	sc := &scenario{t: t, file: file, clock: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	sc := &scenario{t: t, file: file}
 	lines := bufio.NewScanner(f)
 	for lines.Scan() {
 		sc.line++
@@ -96,6 +106,9 @@ func (sc *scenario) errorf(format string, args ...any) {
 
 func (sc *scenario) time(s string) time.Time {
 	sc.t.Helper()
+	if tm, err := time.Parse("2006-01-02T15:04", s); err == nil {
+		return tm
+	}
 	for _, layout := range []string{"15:04:05.000", "15:04:05", "15:04"} {
 		if tm, err := time.Parse(layout, s); err == nil {
 			return sc.day.Add(time.Duration(tm.Hour())*time.Hour + time.Duration(tm.Minute())*time.Minute +
@@ -148,8 +161,12 @@ func (sc *scenario) configure(args []string) {
 			cfg.Inactivity = dur()
 		case "skew":
 			cfg.MaxClockSkew = dur()
-		case "retention":
+		case "minute-retention":
 			cfg.MinuteRetention = dur()
+		case "retention":
+			cfg.Retention = dur()
+		case "day-start":
+			cfg.DayStart = dur()
 		case "max-channels":
 			cfg.MaxChannels = int(sc.num(v))
 		case "shards":
@@ -179,7 +196,7 @@ func (sc *scenario) do(f []string) {
 		}
 		sc.day = d
 	case "clock":
-		sc.clock = sc.time(f[1])
+		sc.clock, sc.clockSet = sc.time(f[1]), true
 	case "ingest":
 		sc.ingest(f[1:])
 	case "seal":
@@ -211,6 +228,9 @@ func (sc *scenario) ingest(f []string) {
 	}
 	if err := e.Validate(); err != nil {
 		sc.fatalf("ingest: %v", err)
+	}
+	if t := time.UnixMilli(e.TS); !sc.clockSet && t.After(sc.clock) {
+		sc.clock = t
 	}
 	sc.w.Write([]event.Event{e}, nil)
 }
@@ -316,8 +336,10 @@ func (sc *scenario) want(f []string) {
 		if want := sc.num(f[3]); got != want {
 			sc.errorf("zaps %s %s = %d, want %d", f[1], f[2], got, want)
 		}
-	case "reach": // CHANNELS FROM TO N
-		need(5)
+	case "reach": // CHANNELS FROM TO N [TIER]
+		if len(f) != 6 {
+			need(5)
+		}
 		var chans []string
 		if f[1] != "*" {
 			chans = strings.Split(f[1], ",")
@@ -327,7 +349,27 @@ func (sc *scenario) want(f []string) {
 			sc.errorf("reach: %v", err)
 			return
 		}
-		sc.check("reach "+f[1], got, sc.num(f[4]))
+		sc.check("reach "+f[1], got.Estimate, sc.num(f[4]))
+		if len(f) == 6 && got.Tier.String() != f[5] {
+			sc.errorf("reach %s %s..%s counted by the %s tier (%s), want the %s tier", f[1], f[2], f[3], got.Tier, got.Epoch, f[5])
+		}
+	case "keys": // TIER IDS
+		need(3)
+		t := keys.Minute
+		if f[1] == "reach" {
+			t = keys.Reach
+		}
+		var held []string
+		for _, n := range sc.a.cfg.Keys.Epochs(t) {
+			held = append(held, keys.Label(t, n))
+		}
+		want := f[2]
+		if want == "-" {
+			want = ""
+		}
+		if got := strings.Join(held, ","); got != want {
+			sc.errorf("%s keys held: %q, want %q", f[1], got, want)
+		}
 	case "rejected": // REASON N
 		need(3)
 		var r event.Reason

@@ -2,11 +2,14 @@ package aggregator
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
@@ -90,11 +93,13 @@ func (a *Aggregator) Run(ctx context.Context, interval time.Duration) {
 }
 
 // SealThrough seals every open minute that ends at or before ts (Unix ms),
-// regardless of the watermark. Shutdown uses it with the watermark; tests use
-// it to seal a replayed stream's last minutes.
+// regardless of the watermark, then applies retention at the clock's now
+// (which it does even when there is nothing to seal). Shutdown uses it with
+// the watermark; tests use it to seal a replayed stream's last minutes.
 func (a *Aggregator) SealThrough(ts int64) {
 	a.sealMu.Lock()
 	defer a.sealMu.Unlock()
+	defer func() { a.expireLocked(a.cfg.Now()) }()
 	first := a.firstOpen.Load()
 	if first < 0 {
 		return
@@ -105,8 +110,20 @@ func (a *Aggregator) SealThrough(ts int64) {
 			m = to - 1
 			continue
 		}
-		a.sealLocked(m)
+		if !a.sealLocked(m) {
+			return // no key for m: KeyError says why; the next Tick tries again
+		}
 	}
+}
+
+// KeyError returns why the last seal could not get the key of its minute's
+// epochs (the key ring cannot write a key file, say), or nil once sealing
+// works. Minutes wait, unsealed, until it does.
+func (a *Aggregator) KeyError() error {
+	if p := a.keyErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // skipIdleLocked returns the minute to seal next: m, unless no shard holds
@@ -141,11 +158,21 @@ func (a *Aggregator) skipIdleLocked(m, last int64) int64 {
 	return to
 }
 
-// sealLocked seals minute m: takes each shard's partial, merges them outside
-// the shard locks, estimates once, stores and announces the Minute.
-func (a *Aggregator) sealLocked(m int64) {
+// sealLocked seals minute m: takes each shard's partial (and the hour
+// partials m completes), merges them outside the shard locks, estimates
+// once, stores and announces the Minute, and stores the reach-tier hours. It
+// returns false, sealing nothing, if the keys of m's epochs cannot be had.
+func (a *Aggregator) sealLocked(m int64) bool {
+	// Crediting carries devices into m, which may open m's partials.
+	if _, _, err := a.ensureKeys(m, m); err != nil {
+		err = fmt.Errorf("seal minute %s: %w", minuteTime(m).Format(time.RFC3339), err)
+		a.keyErr.Store(&err)
+		return false
+	}
+	a.keyErr.Store(nil)
 	// Shards credit their devices independently: on all cores at once.
 	taken := make([]*partial, len(a.shards))
+	takenHours := make([][]*hourPartial, len(a.shards))
 	var wg sync.WaitGroup
 	next := make(chan int, len(a.shards))
 	for i := range a.shards {
@@ -155,7 +182,7 @@ func (a *Aggregator) sealLocked(m int64) {
 	for range min(runtime.GOMAXPROCS(0), len(a.shards)) {
 		wg.Go(func() {
 			for i := range next {
-				taken[i] = a.shards[i].take(m)
+				taken[i], takenHours[i] = a.shards[i].take(m)
 			}
 		})
 	}
@@ -169,22 +196,25 @@ func (a *Aggregator) sealLocked(m int64) {
 	a.firstOpen.Store(m + 1)
 	sealed := a.merge(m, parts)
 	a.store.put(sealed, a)
+	a.sealHours(slices.Concat(takenHours...))
 	a.stats.sealed.Add(1)
 	if a.cfg.OnSeal != nil {
 		a.cfg.OnSeal(sealed)
 	}
+	return true
 }
 
 func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	chNames := a.channels.all()
 	regNames := a.regions.all()
+	key := a.keyOfMinute(keys.Minute, m)
 
 	var cs []*counter
 	sealed := &Minute{Start: time.UnixMilli(m * msPerMinute).UTC()}
 	for _, p := range parts {
 		cs = append(cs, &p.total)
 	}
-	sealed.Total, sealed.total = a.combine(cs, true)
+	sealed.Total, sealed.total = a.combine(key, cs, true)
 	nch := 0
 	for _, p := range parts {
 		nch = max(nch, len(p.chans))
@@ -200,7 +230,7 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 			continue
 		}
 		cm := ChannelMinute{Channel: chNames[ch]}
-		cm.Audience, cm.sk = a.combine(cs, true)
+		cm.Audience, cm.sk = a.combine(key, cs, true)
 		if sealed.Total.Value > 0 {
 			cm.Share = float64(cm.Audience.Value) / float64(sealed.Total.Value)
 		}
@@ -266,14 +296,15 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 
 func exact(n uint64) sketch.Estimate { return sketch.Estimate{Value: n, Low: n, High: n} }
 
-// combine merges the shards' counters of one audience into its estimate
-// and, if wanted or needed for the estimate, its sketch, compacted so that it
-// can be shared with queries (the library's Estimate mutates). The audience
-// is exact when it can be: in the Tuning model always (shards own disjoint
-// devices, each credited once per minute, so credits add up); in the Events
-// model while every counter still holds an exact set (a channel's counter is
-// in one shard; the totals of several shards overlap and are deduplicated).
-func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *sketch.Sketch) {
+// combine merges the shards' counters of one audience, hashed under key,
+// into its estimate and, if wanted or needed for the estimate, its sketch,
+// compacted so that it can be shared with queries (the library's Estimate
+// mutates). The audience is exact when it can be: in the Tuning model always
+// (shards own disjoint devices, each credited once per minute, so credits
+// add up); in the Events model while every counter still holds an exact set
+// (a channel's counter is in one shard; the totals of several shards
+// overlap and are deduplicated).
+func (a *Aggregator) combine(key *sketch.Key, cs []*counter, wantSketch bool) (sketch.Estimate, *sketch.Sketch) {
 	var credits, exactN uint64
 	allExact := true
 	for _, c := range cs {
@@ -303,31 +334,7 @@ func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *
 	if !wantSketch && (allExact || a.cfg.Model == Tuning) {
 		return est, nil
 	}
-	var sk *sketch.Sketch
-	if allExact {
-		var keys []uint64
-		for _, c := range cs {
-			keys = c.set.appendTo(keys)
-		}
-		var err error
-		if sk, err = sketch.FromHashes(a.cfg.Key, a.cfg.Precision, keys); err != nil {
-			panic("BUG: precision validated in Config: " + err.Error())
-		}
-	} else {
-		sk = a.newUnion()
-		for _, c := range cs {
-			if c.dense != nil {
-				mustMerge(sk, c.dense)
-			}
-		}
-		for _, c := range cs {
-			for _, h := range c.set.slots {
-				if h != 0 {
-					sk.AddHash(h)
-				}
-			}
-		}
-	}
+	sk := a.union(key, cs, allExact)
 	e := sk.Estimate()
 	if a.cfg.Model == Events && !allExact {
 		est = e
@@ -335,8 +342,38 @@ func (a *Aggregator) combine(cs []*counter, wantSketch bool) (sketch.Estimate, *
 	return est, sk
 }
 
-func (a *Aggregator) newSketch() *sketch.Sketch {
-	sk, err := sketch.New(a.cfg.Key, a.cfg.Precision)
+// union returns the sketch of the union of the counters cs, hashed under
+// key; allExact says that none of them is dense. It is not yet estimated.
+func (a *Aggregator) union(key *sketch.Key, cs []*counter, allExact bool) *sketch.Sketch {
+	if allExact {
+		var hs []uint64
+		for _, c := range cs {
+			hs = c.set.appendTo(hs)
+		}
+		sk, err := sketch.FromHashes(key, a.cfg.Precision, hs)
+		if err != nil {
+			panic("BUG: precision validated in Config: " + err.Error())
+		}
+		return sk
+	}
+	sk := a.newUnion(key)
+	for _, c := range cs {
+		if c.dense != nil {
+			mustMerge(sk, c.dense)
+		}
+	}
+	for _, c := range cs {
+		for _, h := range c.set.slots {
+			if h != 0 {
+				sk.AddHash(h)
+			}
+		}
+	}
+	return sk
+}
+
+func (a *Aggregator) newSketch(key *sketch.Key) *sketch.Sketch {
+	sk, err := sketch.New(key, a.cfg.Precision)
 	if err != nil {
 		panic("BUG: precision validated in Config: " + err.Error())
 	}

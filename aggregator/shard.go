@@ -1,9 +1,12 @@
 package aggregator
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
+	"github.com/ratingsd/ratingsd/sketch"
 )
 
 // shard owns the state of the devices whose hash falls on it: their tuning
@@ -19,6 +22,9 @@ type shard struct {
 	nextSeal int64
 	open     []*partial // open minutes, ascending
 	last     *partial   // the partial the previous event used (fast path)
+	// hours are the open hours of the reach tier, ascending: an hour is
+	// handed to the sealer with its last minute.
+	hours []*hourPartial
 
 	// Tuning table (Tuning model only): device hash → index into devs.
 	devIdx map[uint64]int32
@@ -48,9 +54,13 @@ func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) 
 // partial is one shard's share of one open minute; the sealer turns its
 // counters into the minute's sketches and counts. Shards own disjoint
 // devices, so the shards' counters of one minute count disjoint devices.
+// Its counters hold minute-tier hashes: device pseudonyms keyed under key,
+// the key of the minute's day.
 type partial struct {
 	minute int64
-	chans  []counter // by channel id
+	key    *sketch.Key
+	hour   *hourPartial // the shard's partial of the minute's hour
+	chans  []counter    // by channel id
 	total  counter
 	// cells counts devices per cellKey(ch, region). In the Events model a
 	// device counts once per cell: pairs holds the (cell, device) pairs
@@ -77,6 +87,8 @@ func (s *shard) partialLocked(m int64) *partial {
 	}
 	p := &partial{
 		minute: m,
+		key:    s.a.keyOfMinute(keys.Minute, m),
+		hour:   s.hourLocked(hourOf(m)),
 		zaps:   make(map[uint32]uint32),
 	}
 	if s.a.cfg.Model == Tuning {
@@ -89,19 +101,23 @@ func (s *shard) partialLocked(m int64) *partial {
 	return p
 }
 
-func (p *partial) chanLocked(ch uint32) *counter {
-	if int(ch) >= len(p.chans) {
-		chans := make([]counter, max(int(ch)+1, 2*len(p.chans), 16))
-		copy(chans, p.chans)
-		p.chans = chans
+func (p *partial) chanLocked(ch uint32) *counter { return growChans(&p.chans, ch) }
+
+func growChans(cs *[]counter, ch uint32) *counter {
+	if int(ch) >= len(*cs) {
+		chans := make([]counter, max(int(ch)+1, 2*len(*cs), 16))
+		copy(chans, *cs)
+		*cs = chans
 	}
-	return &p.chans[ch]
+	return &(*cs)[ch]
 }
 
-// creditLocked counts device h on ch (in region) in this minute.
-func (p *partial) creditLocked(a *Aggregator, h uint64, ch, region uint32) {
-	p.chanLocked(ch).add(a, h)
-	p.total.add(a, h)
+// creditLocked counts the device of pseudonym pid on ch (in region) in this
+// minute, under the day's key.
+func (p *partial) creditLocked(a *Aggregator, pid uint64, ch, region uint32) {
+	h := p.key.HashUint64(pid)
+	p.chanLocked(ch).add(a, p.key, h)
+	p.total.add(a, p.key, h)
 	if region == 0 {
 		return
 	}
@@ -110,6 +126,38 @@ func (p *partial) creditLocked(a *Aggregator, h uint64, ch, region uint32) {
 	if a.cfg.Model == Tuning || p.pairs.add(h^(k*0x9E3779B97F4A7C15)) {
 		p.cells.add(k, 1)
 	}
+}
+
+// hourPartial is one shard's share of one open hour of the reach tier: the
+// devices credited (tuning) or counted (events) in any of its minutes, per
+// channel, as reach-tier hashes: pseudonyms keyed under key, the key of the
+// hour's ISO week. A device is in a counter once however many minutes it is
+// added in. There is no counter of all channels: the sealer makes the
+// hour's total sketch as the union of its channels' (the same registers as
+// counting every device again), which spares the per-event path one insert.
+type hourPartial struct {
+	hour  int64
+	key   *sketch.Key
+	chans []counter // by channel id; credits is 1 once a device is in
+}
+
+// hourLocked returns the shard's partial of hour h, creating it.
+func (s *shard) hourLocked(h int64) *hourPartial {
+	i := len(s.hours)
+	for i > 0 && s.hours[i-1].hour > h {
+		i--
+	}
+	if i > 0 && s.hours[i-1].hour == h {
+		return s.hours[i-1]
+	}
+	hp := &hourPartial{hour: h, key: s.a.keyOfMinute(keys.Reach, h*60)}
+	s.hours = slices.Insert(s.hours, i, hp)
+	return hp
+}
+
+// addLocked adds the device of pseudonym pid to the hour on ch.
+func (hp *hourPartial) addLocked(a *Aggregator, pid uint64, ch uint32) {
+	growChans(&hp.chans, ch).mark(a, hp.key, hp.key.HashUint64(pid))
 }
 
 // ingest applies items (all hashed onto this shard) and returns how many it
@@ -152,12 +200,15 @@ func (s *shard) countEventLocked(it *item, m int64) {
 	if it.kind == event.Standby || it.ch == 0 {
 		return
 	}
-	s.partialLocked(m).creditLocked(s.a, it.hash, it.ch, it.region)
+	p := s.partialLocked(m)
+	p.creditLocked(s.a, it.hash, it.ch, it.region)
+	p.hour.addLocked(s.a, it.hash, it.ch)
 }
 
-// takeLocked removes and returns the partial of minute m (nil if none) and
-// marks m as handed over.
-func (s *shard) takeLocked(m int64) *partial {
+// takeLocked removes and returns the partial of minute m (nil if none), and
+// the partials of the hours that end with m or before it, and marks m as
+// handed over.
+func (s *shard) takeLocked(m int64) (*partial, []*hourPartial) {
 	var p *partial
 	if len(s.open) > 0 && s.open[0].minute == m {
 		p = s.open[0]
@@ -167,16 +218,25 @@ func (s *shard) takeLocked(m int64) *partial {
 		s.last = nil
 	}
 	s.nextSeal = m + 1
-	return p
+	n := 0
+	for n < len(s.hours) && (s.hours[n].hour+1)*60 <= m+1 {
+		n++
+	}
+	var hours []*hourPartial
+	if n > 0 {
+		hours = slices.Clone(s.hours[:n])
+		s.hours = slices.Delete(s.hours, 0, n)
+	}
+	return p, hours
 }
 
-// take hands minute m of this shard to the sealer: in the Tuning model it first
-// credits every device for m.
-func (s *shard) take(m int64) *partial {
+// take hands minute m of this shard to the sealer, with the hours it
+// completes: in the Tuning model it first credits every device for m.
+func (s *shard) take(m int64) (*partial, []*hourPartial) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m < s.nextSeal {
-		return nil
+		return nil, nil
 	}
 	if s.a.cfg.Model == Tuning {
 		s.creditMinuteLocked(m)
@@ -185,9 +245,11 @@ func (s *shard) take(m int64) *partial {
 }
 
 // idleLocked reports whether the shard holds nothing that minutes up to m
-// could need: no devices and no partial at or before m.
+// could need: no devices, no partial at or before m, and no hour partial
+// that m would complete.
 func (s *shard) idleLocked(m int64) bool {
-	return len(s.devIdx) == 0 && (len(s.open) == 0 || s.open[0].minute > m)
+	return len(s.devIdx) == 0 && (len(s.open) == 0 || s.open[0].minute > m) &&
+		(len(s.hours) == 0 || (s.hours[0].hour+1)*60 > m+1)
 }
 
 // nextPartialMinute returns the first open minute, or -1.

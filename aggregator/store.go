@@ -6,10 +6,13 @@ import (
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
-// store keeps the sealed minutes for MinuteRetention, and per-hour rollups of
-// their sketches so that a reach over many hours merges hours, not minutes.
-// Sealed minutes and complete hours are immutable: queries collect pointers
-// to them under mu and merge after releasing it.
+// store keeps the minute tier: the sealed minutes for MinuteRetention, and
+// per-hour rollups of their sketches (under the same day key) so that a
+// reach over many hours of a day merges hours, not minutes; and the reach
+// tier: per-hour sketches under the week key, for Retention. Sealed minutes,
+// complete rollups and reach-tier hours are immutable: queries collect
+// pointers to them under mu and merge after releasing it. Retention (expire)
+// runs against the wall clock.
 type store struct {
 	mu        sync.Mutex // guards everything below
 	retention int64      // minutes
@@ -17,6 +20,10 @@ type store struct {
 	first     int64 // oldest minute kept (valid when any is sealed)
 	newest    int64 // newest sealed minute; -1 before the first
 	hours     map[int64]*hour
+	// reach holds the reach tier's hours, by hour number.
+	reach      map[int64]*reachHour
+	firstHour  int64 // oldest reach hour kept (valid when any is stored)
+	newestHour int64 // newest reach hour stored; -1 before the first
 }
 
 // hour is the union of the sketches of an hour's sealed minutes. It is built
@@ -28,11 +35,20 @@ type hour struct {
 	complete bool
 }
 
+// reachHour is an hour of the reach tier: the devices of each channel, and
+// of all, over the hour, under the week's key. Immutable, and estimated
+// once (compacted) before it is stored.
+type reachHour struct {
+	chans map[string]*sketch.Sketch
+	total *sketch.Sketch
+}
+
 func (st *store) init(cfg Config) {
 	st.retention = int64(cfg.MinuteRetention / 60e9)
 	st.minutes = make(map[int64]*Minute)
 	st.hours = make(map[int64]*hour)
-	st.newest = -1
+	st.reach = make(map[int64]*reachHour)
+	st.newest, st.newestHour = -1, -1
 }
 
 func hourOf(m int64) int64 { return m / 60 }
@@ -49,7 +65,8 @@ func (st *store) put(sealed *Minute, a *Aggregator) {
 
 	h := st.hours[hourOf(m)]
 	if h == nil {
-		h = &hour{chans: make(map[string]*sketch.Sketch), total: a.newSketch()}
+		// Under the minute's own key: an hour lies in one day.
+		h = &hour{chans: make(map[string]*sketch.Sketch), total: a.newSketch(sealed.total.Key())}
 		st.hours[hourOf(m)] = h
 		// Every earlier hour has all the minutes it will ever get.
 		for n, old := range st.hours {
@@ -64,25 +81,57 @@ func (st *store) put(sealed *Minute, a *Aggregator) {
 		h.complete = true
 		compact(h)
 	}
+}
 
-	// Retention: forget minutes (and hours) older than the horizon.
-	horizon := m - st.retention + 1
-	if horizon-st.first > int64(len(st.minutes)) {
-		// A jump of the watermark: cheaper to walk what is kept.
-		for n := range st.minutes {
-			if n < horizon {
+// putReach stores reach-tier hour n.
+func (st *store) putReach(n int64, h *reachHour) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.newestHour < 0 {
+		st.firstHour = n
+	}
+	st.reach[n] = h
+	st.newestHour = max(st.newestHour, n)
+}
+
+// expire forgets the minutes before minute mh, the rollups of hours with no
+// minute left, and the reach-tier hours before hour hh.
+func (st *store) expire(mh, hh int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.newest >= 0 && st.first < mh {
+		if mh-st.first > int64(len(st.minutes)) {
+			// A jump of the clock: cheaper to walk what is kept.
+			for n := range st.minutes {
+				if n < mh {
+					delete(st.minutes, n)
+				}
+			}
+		} else {
+			for n := st.first; n < mh; n++ {
 				delete(st.minutes, n)
 			}
 		}
-		st.first = horizon
-	}
-	for ; st.first < horizon; st.first++ {
-		delete(st.minutes, st.first)
-	}
-	for n := range st.hours {
-		if (n+1)*60 <= horizon {
-			delete(st.hours, n)
+		st.first = mh
+		for n := range st.hours {
+			if (n+1)*60 <= mh {
+				delete(st.hours, n)
+			}
 		}
+	}
+	if st.newestHour >= 0 && st.firstHour < hh {
+		if hh-st.firstHour > int64(len(st.reach)) {
+			for n := range st.reach {
+				if n < hh {
+					delete(st.reach, n)
+				}
+			}
+		} else {
+			for n := st.firstHour; n < hh; n++ {
+				delete(st.reach, n)
+			}
+		}
+		st.firstHour = hh
 	}
 }
 
@@ -91,7 +140,7 @@ func (h *hour) add(a *Aggregator, sealed *Minute) {
 	for _, c := range sealed.Channels {
 		sk := h.chans[c.Channel]
 		if sk == nil {
-			sk = a.newSketch()
+			sk = a.newSketch(sealed.total.Key())
 			h.chans[c.Channel] = sk
 		}
 		mustMerge(sk, c.sk)
@@ -117,17 +166,22 @@ func mustMerge(dst, src *sketch.Sketch) {
 	}
 }
 
-// SketchBytes returns the approximate heap bytes held by the sealed minutes'
-// and hourly rollups' sketches, for the memory metric. Sizes of sealed
-// minutes and complete hours (immutable) are summed outside the store lock.
+// SketchBytes returns the approximate heap bytes held by the sealed minutes',
+// the hourly rollups' and the reach tier's sketches, for the memory metric.
+// Sizes of sealed minutes, complete rollups and reach hours (immutable) are
+// summed outside the store lock.
 func (a *Aggregator) SketchBytes() int64 {
 	st := &a.store
 	var mins []*Minute
 	var hours []*hour
+	var reach []*reachHour
 	var n int64
 	st.mu.Lock()
 	for _, m := range st.minutes {
 		mins = append(mins, m)
+	}
+	for _, h := range st.reach {
+		reach = append(reach, h)
 	}
 	for _, h := range st.hours {
 		if h.complete {
@@ -145,6 +199,12 @@ func (a *Aggregator) SketchBytes() int64 {
 	}
 	for _, h := range hours {
 		n += h.bytes()
+	}
+	for _, h := range reach {
+		n += int64(h.total.SizeBytes())
+		for _, sk := range h.chans {
+			n += int64(sk.SizeBytes())
+		}
 	}
 	return n
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ratingsd/ratingsd/aggregator"
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/bench"
 	"github.com/ratingsd/ratingsd/sketch"
 )
@@ -40,7 +41,7 @@ func TestCommittedStream(t *testing.T) {
 		return batch, true
 	}
 	info := truth.Info()
-	compareWithTruth(t, func() *bench.Truth { return truth }, info.Start, info.End, next)
+	compareWithTruth(t, func() *bench.Truth { return truth }, info.Start, info.End, next, false)
 }
 
 // TestAgainstGroundTruth does the same on a larger generated evening with
@@ -64,7 +65,34 @@ func TestAgainstGroundTruth(t *testing.T) {
 		truth = gen.Truth()
 		return nil, false
 	}
-	compareWithTruth(t, func() *bench.Truth { return truth }, gen.Config().Start, gen.End(), next)
+	compareWithTruth(t, func() *bench.Truth { return truth }, gen.Config().Start, gen.End(), next, false)
+}
+
+// TestReachTierAgainstGroundTruth generates two hours around midnight: the
+// windows within a day are counted by the minute tier, the whole run (whole
+// hours across the day boundary) by the reach tier, whose hour sketches must
+// meet the same accuracy targets.
+func TestReachTierAgainstGroundTruth(t *testing.T) {
+	devices := 20_000
+	if testing.Short() {
+		devices = 5_000
+	}
+	cfg := bench.Config{Seed: 11, Devices: devices, Duration: 2 * time.Hour, Truth: true, Heartbeat: time.Minute,
+		Start: time.Date(2025, 3, 14, 23, 0, 0, 0, time.UTC), ReachSlots: []time.Duration{time.Hour}}
+	gen, err := bench.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []event.Event
+	var truth *bench.Truth
+	next := func() ([]event.Event, bool) {
+		if gen.Next(context.Background(), &batch) {
+			return batch, true
+		}
+		truth = gen.Truth()
+		return nil, false
+	}
+	compareWithTruth(t, func() *bench.Truth { return truth }, gen.Config().Start, gen.End(), next, true)
 }
 
 // compareWithTruth feeds both models with the events next returns, seals
@@ -76,7 +104,10 @@ func TestAgainstGroundTruth(t *testing.T) {
 //     (DESIGN.md's targets at p = 14);
 //   - reach (both models) is a sketch union: the same error targets, and the
 //     truth inside the ~95% interval for at least 85% of windows.
-func compareWithTruth(t *testing.T, truthOf func() *bench.Truth, start, end time.Time, next func() ([]event.Event, bool)) {
+//
+// With reachTier, some reach windows must have been counted by the reach
+// tier.
+func compareWithTruth(t *testing.T, truthOf func() *bench.Truth, start, end time.Time, next func() ([]event.Event, bool), reachTier bool) {
 	t.Helper()
 	key, err := sketch.KeyFromBytes([]byte("truth-test-key16"))
 	if err != nil {
@@ -166,11 +197,18 @@ func compareWithTruth(t *testing.T, truthOf func() *bench.Truth, start, end time
 			errs.report(t, "minute audiences")
 
 			var reach errorStats
+			tiers := map[keys.Tier]int{}
 			for _, w := range truth.ReachWindows() {
 				if w.To.After(end) {
 					continue
 				}
-				for _, set := range append(truth.ReachSets(), nil) {
+				sets := append(truth.ReachSets(), nil)
+				if reachTier { // and every channel: many more sketches to compare
+					for _, ch := range truth.Channels() {
+						sets = append(sets, []string{ch})
+					}
+				}
+				for _, set := range sets {
 					want, err := truth.Reach(model, set, w.From, w.To)
 					if err != nil {
 						t.Fatal(err)
@@ -179,11 +217,16 @@ func compareWithTruth(t *testing.T, truthOf func() *bench.Truth, start, end time
 					if err != nil {
 						t.Fatalf("reach %v %s..%s: %v", set, w.From, w.To, err)
 					}
-					reach.estimate(t, "reach", got, want)
+					reach.estimate(t, "reach", got.Estimate, want)
+					tiers[got.Tier]++
 				}
 			}
 			if reach.n == 0 {
 				t.Fatal("no reach windows in the truth")
+			}
+			t.Logf("reach windows by tier: %d minute, %d reach", tiers[keys.Minute], tiers[keys.Reach])
+			if reachTier && tiers[keys.Reach] == 0 {
+				t.Error("no reach window was counted by the reach tier")
 			}
 			reach.report(t, "reach")
 		})

@@ -19,6 +19,13 @@ type device struct {
 	// flowDone: the current segment has qualified and its flow is counted.
 	flowDone bool
 	live     bool
+	// The device is in the shard's partial of hour reachHour (hours since
+	// 1970) on channel reachCh: adding it there again would change
+	// nothing, so a device carried forward on one channel costs the reach
+	// tier one hash per hour, not one per minute. Not checkpointed: a
+	// restored device is added again, which is harmless.
+	reachHour int32
+	reachCh   uint32
 }
 
 // accSlots is how many channels of a minute a device holds inline; more
@@ -221,7 +228,12 @@ func (s *shard) flushLocked(d *device) {
 			best = c
 		}
 	}
-	s.partialLocked(d.accMin).creditLocked(s.a, d.hash, best.ch, d.region)
+	p := s.partialLocked(d.accMin)
+	p.creditLocked(s.a, d.hash, best.ch, d.region)
+	if h := int32(hourOf(d.accMin)); d.reachHour != h || d.reachCh != best.ch {
+		p.hour.addLocked(s.a, d.hash, best.ch)
+		d.reachHour, d.reachCh = h, best.ch
+	}
 }
 
 // creditMinuteLocked credits every device for minute m before the minute is

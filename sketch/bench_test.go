@@ -28,6 +28,17 @@ func BenchmarkKeyHash(b *testing.B) {
 	_ = sink
 }
 
+// BenchmarkKeyHashUint64: a pseudonym keyed under an epoch key.
+func BenchmarkKeyHashUint64(b *testing.B) {
+	key := seqKey(b)
+	var sink uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		sink = key.HashUint64(sink)
+	}
+	_ = sink
+}
+
 // BenchmarkAdd: keyed hash and dense insert, the per-event cost.
 func BenchmarkAdd(b *testing.B) {
 	s := benchSketch(b, seqKey(b), DefaultPrecision, 100_000, 1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 
 	"github.com/dchest/siphash"
 )
@@ -80,6 +81,52 @@ func (k *Key) Bytes() [KeySize]byte {
 // is the same for the same id and Key, and unpredictable without the Key.
 // It does not allocate.
 func (k *Key) Hash(id []byte) uint64 { return siphash.Hash(k.k0, k.k1, id) }
+
+// HashUint64 returns the keyed SipHash-2-4 of the 8 bytes of v, little-endian:
+// the same as Hash of those bytes, without a slice. It keys a value that is
+// itself a hash, such as a device's pseudonym (another Key's Hash of its
+// identifier), so that one pseudonym gives unlinkable hashes under the keys
+// of different epochs. It does not allocate.
+func (k *Key) HashUint64(v uint64) uint64 {
+	v0 := k.k0 ^ 0x736f6d6570736575
+	v1 := k.k1 ^ 0x646f72616e646f6d
+	v2 := k.k0 ^ 0x6c7967656e657261
+	v3 := k.k1 ^ 0x7465646279746573
+	// The one 8-byte block, then the final block: the length (8) in its
+	// top byte and no message bytes.
+	v3 ^= v
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= v
+	const last = uint64(8) << 56
+	v3 ^= last
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= last
+	v2 ^= 0xff
+	for range 4 {
+		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	}
+	return v0 ^ v1 ^ v2 ^ v3
+}
+
+func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13)
+	v1 ^= v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16)
+	v3 ^= v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21)
+	v3 ^= v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17)
+	v1 ^= v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
+}
 
 // Fingerprint returns the Key's Fingerprint.
 func (k *Key) Fingerprint() Fingerprint { return k.fp }

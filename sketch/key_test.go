@@ -114,6 +114,26 @@ func TestHashReferenceVectors(t *testing.T) {
 	f(16, 0x3f2acc7f57c29bdb)
 }
 
+// HashUint64 is Hash of the value's 8 little-endian bytes: the reference
+// vector of an 8-byte message, and random values under random keys.
+func TestHashUint64(t *testing.T) {
+	if got, want := seqKey(t).HashUint64(0x0706050403020100), uint64(0x93f5f5799a932462); got != want {
+		t.Errorf("HashUint64(00..07) = %#016x; want %#016x", got, want)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 1000 {
+		k, v := randKey(t, r), r.Uint64()
+		b := binary.LittleEndian.AppendUint64(nil, v)
+		if got, want := k.HashUint64(v), k.Hash(b); got != want {
+			t.Fatalf("%v: HashUint64(%#x) = %#016x; Hash of its bytes %#016x", k, v, got, want)
+		}
+	}
+	k := seqKey(t)
+	if n := testing.AllocsPerRun(100, func() { k.HashUint64(1) }); n > 0 {
+		t.Errorf("HashUint64 allocates %v times", n)
+	}
+}
+
 func TestHashDeterministicPerKey(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	a := randKey(t, r)

@@ -214,6 +214,10 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, aggregator.ErrBadRange), errors.Is(err, aggregator.ErrWindowTooLarge):
 		return http.StatusBadRequest
+	case errors.Is(err, aggregator.ErrCrossEpoch):
+		// A reach no tier can count without mixing two keys: the
+		// message says where the boundary is and what to ask instead.
+		return http.StatusBadRequest
 	case errors.Is(err, aggregator.ErrExpired):
 		return http.StatusGone
 	case errors.Is(err, aggregator.ErrModel):

@@ -1,21 +1,20 @@
 package service
 
-// Durability (DESIGN.md): the sketch key file, the restore at start-up, the
-// checkpoint loop and the final checkpoint at shutdown.
+// Durability (DESIGN.md): the restore at start-up, the checkpoint loop and
+// the final checkpoint at shutdown.
 //
-// The key file <-data>/keys/sketch.key holds the 16 bytes of the sketch key
-// (mode 0600, in a directory of mode 0700). It is what makes the sealed
-// sections of the checkpoints readable: deleting it shreds every checkpoint
-// written under it. The checkpoints live in <-data>/checkpoints (package
-// store). A checkpoint is written by one goroutine at a time (ckptMu): the
+// The key files live in <-data>/keys (package keys; mode 0600, in a
+// directory of mode 0700): the pseudonym key, and one key per day and per
+// ISO week, which make the sealed sections of the checkpoints readable. The
+// engine deletes an epoch's key once its data has expired, which shreds
+// that epoch's sections in every checkpoint. The checkpoints live in
+// <-data>/checkpoints (package store). A checkpoint is written by one goroutine at a time (ckptMu): the
 // loop while the service runs, then Shutdown once the loop has ended.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ratingsd/ratingsd/aggregator"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
 	"github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/sketch"
@@ -33,62 +33,15 @@ import (
 // Paths under DataDir.
 const (
 	keyDir        = "keys"
-	keyFile       = "sketch.key"
+	keyFile       = keys.PseudonymFile
 	checkpointDir = "checkpoints"
 )
 
 // DefaultCheckpointEvery is the period of the checkpoint loop.
 const DefaultCheckpointEvery = 30 * time.Second
 
-// ErrKeyFile is wrapped by the start-up errors about the sketch key file.
-var ErrKeyFile = errors.New("unusable sketch key file")
-
-// loadKey reads the sketch key from dir/keys/sketch.key, creating the
-// directory (0700) and a new random key file (0600) if there is none. The
-// key's bytes never appear in an error.
-func loadKey(dataDir string) (*sketch.Key, error) {
-	dir := filepath.Join(dataDir, keyDir)
-	path := filepath.Join(dir, keyFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		k, err := sketch.KeyFromBytes(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w %s: %d bytes, want %d (a key file is written by ratingsd on its first start; restore it from a backup, or delete it to start afresh, which makes every checkpoint unreadable)", ErrKeyFile, path, len(b), sketch.KeySize)
-		}
-		return k, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w %s: %w", ErrKeyFile, path, err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("-data %s: create the key directory: %w", dataDir, err)
-	}
-	k, err := sketch.NewKey()
-	if err != nil {
-		return nil, err
-	}
-	kb := k.Bytes()
-	// Write a temporary file and rename it, so that a crash never leaves
-	// a short key file behind.
-	tmp, err := os.CreateTemp(dir, keyFile+".*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: create: %w", ErrKeyFile, path, err)
-	}
-	_, err = tmp.Write(kb[:])
-	err = errors.Join(err, tmp.Chmod(0o600), tmp.Sync(), tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return nil, fmt.Errorf("%w %s: write: %w", ErrKeyFile, path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return k, nil
-}
+// ErrKeyFile is wrapped by the start-up errors about the key files.
+var ErrKeyFile = keys.ErrKeyFile
 
 // openCheckpoints opens and locks the checkpoint directory. It loads
 // nothing yet: which checkpoint is usable takes the engine's configuration,
@@ -131,7 +84,7 @@ func (s *Service) restore(cfg aggregator.Config, cp *store.Checkpoint) (*aggrega
 	} else {
 		var skipped []*store.Skipped
 		var err error
-		cp, skipped, err = s.store.Load(aggregator.CheckpointKeys(cfg.Key), use)
+		cp, skipped, err = s.store.Load(cfg.Keys.Lookup, use)
 		for _, sk := range skipped {
 			s.log.Error("checkpoint skipped, trying an older one", "file", filepath.Base(sk.Path), "reason", sk.Reason(), "err", sk.Err)
 		}
@@ -220,7 +173,7 @@ func (s *Service) writeSnapshot(sn *aggregator.Snapshot) (int64, error) {
 		}
 		cp.Sections = kept
 	}
-	f, err := s.store.Write(cp, aggregator.CheckpointKeys(s.cfg.Key))
+	f, err := s.store.Write(cp, sn.Keys())
 	if err != nil {
 		return 0, err
 	}

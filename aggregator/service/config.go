@@ -39,9 +39,10 @@ type Config struct {
 	// HTTPAddr is the HTTP API's address. Default 127.0.0.1:8080. Without
 	// Tokens it must be a loopback address.
 	HTTPAddr string
-	// DataDir holds the sketch key (keys/sketch.key), the checkpoints
-	// (checkpoints/) and the embedded server's JetStream store (jetstream/).
-	// Default "data".
+	// DataDir holds the key files (keys/: the pseudonym key and one key per
+	// day and per ISO week, package keys), the checkpoints (checkpoints/)
+	// and the embedded server's JetStream store (jetstream/). Default
+	// "data".
 	DataDir string
 	// CheckpointEvery is the period of checkpoints. Default 30s; negative
 	// turns the loop off (Shutdown still writes one).
@@ -57,12 +58,16 @@ type Config struct {
 	Lateness time.Duration
 	// Precision of the sketches, 4..18. Default 14 (≈0.81% standard error).
 	Precision uint8
-	// MinuteRetention: how long minute sketches are kept. Default 48h, at
-	// most 7 days.
+	// MinuteRetention: how long minute sketches (the minute tier, under
+	// daily keys) are kept. Default 48h, at most 7 days.
 	MinuteRetention time.Duration
-	// Retention: how long the reach tier (hourly sketches) is kept. Default
-	// 28 days; 30 days or more is refused.
+	// Retention: how long the reach tier (hourly sketches under weekly
+	// keys) is kept. Default 28 days; 30 days or more is refused.
 	Retention time.Duration
+	// DayStart is when a day starts after 00:00 UTC, a whole number of
+	// hours 0..23h: the minute tier's daily keys change then, and the reach
+	// tier's weekly keys on Monday then. Default 0.
+	DayStart time.Duration
 	// TokensFile holds bearer tokens and roles. If blank, authentication is
 	// off and HTTPAddr must be loopback.
 	TokensFile string
@@ -88,10 +93,12 @@ type Config struct {
 	// rather than refused to its producer.
 	MaxMessageBytes int
 
-	// Key hashes device identifiers. If nil, the key of
-	// DataDir/keys/sketch.key, created on the first start
-	// (docs/operations.md, Durability). Tests set one so that estimates are
-	// reproducible.
+	// Key, if set, replaces the key files: the pseudonym key and every
+	// epoch key are computed from it (keys.Derived), so estimates are
+	// reproducible, and forgetting a key shreds nothing. For tests only.
+	// If nil, the keys are those of DataDir/keys (keys.Open), created as
+	// needed and deleted as their data expires (docs/operations.md, Key
+	// files). After Start, it is the pseudonym key in use.
 	Key *sketch.Key
 	// Logger. If nil, slog.Default().
 	Logger *slog.Logger
@@ -107,8 +114,8 @@ type Config struct {
 const (
 	DefaultHTTPAddr    = "127.0.0.1:8080"
 	DefaultDataDir     = "data"
-	DefaultRetention   = 28 * 24 * time.Hour
-	MaxRetention       = 30 * 24 * time.Hour
+	DefaultRetention   = aggregator.DefaultRetention
+	MaxRetention       = aggregator.MaxRetention
 	DefaultDemoDevices = 30_000
 	DefaultTick        = 250 * time.Millisecond
 )
@@ -236,6 +243,8 @@ func (c Config) Validate() error {
 		return bad("-retention %s: must be under %s (720h): sketches and their keys must not outlive 30 days", c.Retention, MaxRetention)
 	case c.Retention < c.MinuteRetention:
 		return bad("-retention %s is shorter than -minute-retention %s", c.Retention, c.MinuteRetention)
+	case c.DayStart < 0 || c.DayStart >= 24*time.Hour || c.DayStart%time.Hour != 0:
+		return bad("-day-start %s: want a whole number of hours after 00:00 UTC, 0h..23h, so that every hour lies in one day", c.DayStart)
 	case c.MaxChannels < 1 || c.MaxChannels > 1<<20:
 		return bad("-max-channels %d: want 1..%d", c.MaxChannels, 1<<20)
 	case c.Workers < 1 || c.Workers > 1024:

@@ -2,8 +2,9 @@
 // server or an external one) and to the HTTP API, and shuts them down in the
 // order that loses nothing.
 //
-// Start brings the parts up in dependency order — the sketch key and the
-// newest good checkpoint (checkpoint.go), the aggregator restored from it,
+// Start brings the parts up in dependency order — the checkpoint directory,
+// the key files (package keys) and the newest good checkpoint
+// (checkpoint.go), the aggregator restored from it,
 // NATS, the sealed-minute publisher, the micro service, the intake, the HTTP
 // listener, the sealing ticker, the checkpoint loop and, with Demo, the
 // simulated audience — and returns once everything listens. Every goroutine
@@ -22,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -32,6 +34,7 @@ import (
 
 	"github.com/ratingsd/ratingsd/aggregator"
 	"github.com/ratingsd/ratingsd/aggregator/httpapi"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
 	"github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/aggregator/telemetry"
@@ -45,6 +48,7 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	agg     *aggregator.Aggregator
+	keys    *keys.Ring // the pseudonym key and the epoch keys
 	metrics *telemetry.Metrics
 
 	embedded *natsio.Server // nil with an external server
@@ -126,18 +130,18 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 		}
 	}
 
-	// The key persists in the data directory, so that checkpoints stay
-	// readable across restarts (checkpoint.go).
-	if s.cfg.Key == nil {
-		if s.cfg.Key, err = loadKey(cfg.DataDir); err != nil {
-			return nil, err
-		}
-	}
-	key := s.cfg.Key
-	cp, err := s.openCheckpoints(key)
+	// The checkpoint directory is locked first: the key directory, like
+	// it, belongs to one process at a time.
+	cp, err := s.openCheckpoints(nil)
 	if err != nil {
 		return nil, err
 	}
+	// The keys persist in the data directory, so that checkpoints stay
+	// readable across restarts until their epochs expire.
+	if s.keys, err = s.openKeys(); err != nil {
+		return nil, err
+	}
+	s.cfg.Key = s.keys.Pseudonym()
 	s.metrics = telemetry.New(nil)
 	s.agg, err = s.restore(aggregator.Config{
 		Model:           cfg.Model,
@@ -148,11 +152,14 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 		Inactivity:      cfg.Inactivity,
 		MaxChannels:     cfg.MaxChannels,
 		MinuteRetention: cfg.MinuteRetention,
-		Key:             key,
+		Retention:       cfg.Retention,
+		DayStart:        cfg.DayStart,
+		Keys:            s.keys,
 		Now:             cfg.Now,
 		// s.api and s.pub are set before the ticker starts, and nothing
 		// seals before it (or before Shutdown).
-		OnSeal: s.onSeal,
+		OnSeal:   s.onSeal,
+		OnForget: s.onForget,
 	}, cp)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: %w", err)
@@ -332,9 +339,42 @@ func (s *Service) onSeal(m *aggregator.Minute) {
 	}
 }
 
+// openKeys returns the key ring: the key files of DataDir/keys, or, with
+// Config.Key, keys derived from it (tests).
+func (s *Service) openKeys() (*keys.Ring, error) {
+	if s.cfg.Key != nil {
+		return keys.Derived(s.cfg.Key), nil
+	}
+	dir := filepath.Join(s.cfg.DataDir, keyDir)
+	r, err := keys.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-data %s: %w", s.cfg.DataDir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sketch.key")); err == nil {
+		s.log.Warn("keys/sketch.key, the single key of an older version, is no longer used; delete it to shred the checkpoints written under it",
+			"file", filepath.Join(dir, "sketch.key"))
+	}
+	return r, nil
+}
+
+// onForget logs each key epoch the engine forgets: from then on nothing
+// sealed under it, in memory or in any checkpoint, can be read.
+func (s *Service) onForget(t keys.Tier, epoch int64, err error) {
+	if err != nil {
+		s.log.Error("cannot delete an expired key; retrying at the next tick", "epoch", keys.ID(t, epoch), "err", err)
+		return
+	}
+	s.log.Info("expired key deleted: its sketches are shredded", "epoch", keys.ID(t, epoch))
+}
+
 func (s *Service) ready() error {
 	if p := s.state.Load(); p != nil {
 		return *p
+	}
+	if s.agg != nil {
+		if err := s.agg.KeyError(); err != nil {
+			return fmt.Errorf("minutes cannot be sealed: %w", err)
+		}
 	}
 	if p := s.natsDown.Load(); p != nil {
 		return *p
@@ -468,6 +508,7 @@ type Privacy struct {
 	Pseudonyms   string   `json:"pseudonyms"`
 	TuningTable  string   `json:"tuning_table,omitempty"`
 	MinuteTier   string   `json:"minute_tier"`
+	ReachTier    string   `json:"reach_tier"`
 	Retention    string   `json:"retention"`
 	Broker       string   `json:"broker"`
 	Outputs      []string `json:"outputs"`
@@ -479,9 +520,10 @@ func (s *Service) privacy() any {
 	p := Privacy{
 		Processed:    "set-top-box channel-change events: device identifier, channel, time, kind, region",
 		Model:        c.Model.String(),
-		Pseudonyms:   "device identifiers are hashed with a secret 128-bit SipHash-2-4 key before they touch any state; the key is kept in the data directory (keys/sketch.key, mode 0600) so that checkpoints survive a restart; deleting it makes every checkpoint, and so every sketch kept on disk, unreadable",
-		MinuteTier:   fmt.Sprintf("per-channel, per-minute HyperLogLog sketches of keyed device hashes, in memory and in encrypted checkpoints under the data directory, kept %s", c.MinuteRetention),
-		Retention:    fmt.Sprintf("reach tier retention %s (refused at 30 days or more)", c.Retention),
+		Pseudonyms:   "device identifiers are hashed with a secret 128-bit SipHash-2-4 pseudonym key before they touch any state; the pseudonym only routes a device and keys its tuning-table entry, and is hashed again under the key of a day or an ISO week before it enters a sketch; keys are kept in the data directory (keys/, mode 0600 files) so that checkpoints survive a restart, and each epoch's key is deleted once its last sketch has expired, which makes every copy of those sketches, in any checkpoint, unreadable",
+		MinuteTier:   fmt.Sprintf("per-channel, per-minute HyperLogLog sketches under a key per day (days start %s after 00:00 UTC), in memory and in checkpoints encrypted per day, kept %s", c.DayStart, c.MinuteRetention),
+		ReachTier:    fmt.Sprintf("per-channel, per-hour HyperLogLog sketches under a key per ISO week, in memory and in checkpoints encrypted per week, kept %s", c.Retention),
+		Retention:    fmt.Sprintf("minute tier %s (at most 7 days), reach tier %s (refused at 30 days or more); the key of a day or week is deleted when its last sketch expires", c.MinuteRetention, c.Retention),
 		Broker:       "core NATS: raw events are not stored by the broker",
 		Outputs:      []string{"audience counts and estimates per channel and minute, shares, reach, flows, capacity figures"},
 		NeverOutputs: []string{"device identifiers", "device hashes", "sketch bytes"},
