@@ -4,7 +4,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench bench-smoke bench-hot fuzz lint clean vendor-uplot
+.PHONY: all build run test test-short bench bench-smoke bench-hot fuzz lint clean vendor-uplot privacy-doc
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz:
 		echo "== fuzz ./$$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./$$pkg; \
 	done
+
+# docs/privacy.md is the privacy statement of the default configuration
+# (a test checks it); regenerate it after changing what the service keeps.
+privacy-doc:
+	$(GO) run ./cmd/ratingsd -privacy-statement > docs/privacy.md
 
 lint:
 	$(GO) vet $(PKGS)

@@ -59,6 +59,13 @@ type ExportConfig struct {
 	// Epsilon-differentially private. 0 (the default) adds none; else it
 	// is in [MinEpsilon, MaxEpsilon].
 	Epsilon float64
+	// KeysFrom, if set, returns the start of the oldest key epoch whose
+	// key still exists: a minute before it has had every sketch key it was
+	// hashed under deleted. Minutes are exported only once that holds too,
+	// so that no third party gets counts of a period whose sketches could
+	// still be read (DOMAIN: release only after the personal data is
+	// destroyed).
+	KeysFrom func() time.Time
 	// Now is the clock the embargo runs by. Default time.Now.
 	Now func() time.Time
 	// Rand is the randomness of the noise. Default crypto/rand.Reader;
@@ -142,7 +149,20 @@ func NewExporter(cfg ExportConfig) (*Exporter, error) {
 // ExportableBefore returns the end of the newest exportable minute: minutes
 // that end at or before it are past the embargo.
 func (e *Exporter) ExportableBefore() time.Time {
-	return e.cfg.Now().Add(-e.cfg.Embargo).UTC().Truncate(time.Minute)
+	limit, _ := e.exportable()
+	return limit
+}
+
+// exportable returns ExportableBefore and whether the keys, rather than the
+// embargo, set it.
+func (e *Exporter) exportable() (time.Time, bool) {
+	limit := e.cfg.Now().Add(-e.cfg.Embargo).UTC().Truncate(time.Minute)
+	if e.cfg.KeysFrom != nil {
+		if k := e.cfg.KeysFrom().UTC().Truncate(time.Minute); k.Before(limit) {
+			return k, true
+		}
+	}
+	return limit, false
 }
 
 // Noise describes the noise added, as the X-Ratings-Noise header says it.
@@ -192,7 +212,12 @@ func (e *Exporter) window(r *http.Request) (from, to time.Time, err error) {
 	if !from.Before(to) {
 		return from, to, badRequest("bad time range: from %s is not before to %s", stamp(from), stamp(to))
 	}
-	if limit := e.ExportableBefore(); to.After(limit) {
+	if limit, byKeys := e.exportable(); to.After(limit) {
+		if byKeys {
+			return from, to, &httpError{http.StatusForbidden, fmt.Sprintf(
+				"the window reaches minutes whose sketch keys are not deleted yet: minutes before %s are exportable now (past the %s embargo and with every key of theirs deleted); later ones follow as their keys expire",
+				stamp(limit), days(e.cfg.Embargo))}
+		}
 		return from, to, &httpError{http.StatusForbidden, fmt.Sprintf(
 			"the window reaches into the %s embargo: minutes before %s are exportable now; to=%s becomes exportable at %s",
 			days(e.cfg.Embargo), stamp(limit), stamp(to), stamp(to.Add(e.cfg.Embargo)))}

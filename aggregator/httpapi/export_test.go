@@ -489,3 +489,29 @@ type countingWriter struct {
 func (w *countingWriter) Header() http.Header         { return w.h }
 func (w *countingWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
 func (w *countingWriter) WriteHeader(int)             {}
+
+// TestExportWaitsForKeys: a minute past the embargo whose sketch keys still
+// exist is not exported yet; once the oldest key held starts after it, it is.
+func TestExportWaitsForKeys(t *testing.T) {
+	keysFrom := time.Date(2025, 10, 20, 0, 0, 0, 0, time.UTC)
+	f := newExportFixture(t, ExportConfig{KeysFrom: func() time.Time { return keysFrom }}, func(a *archive.Archive) {
+		appendAll(t, a,
+			minuteOf(time.Date(2025, 10, 19, 23, 59, 0, 0, time.UTC), "npo1", 40),
+			minuteOf(time.Date(2025, 10, 20, 0, 0, 0, 0, time.UTC), "npo1", 50))
+	})
+	r := f.get(t, "?from=2025-10-19T23:00:00Z&to=2025-10-20T01:00:00Z", expExportToken)
+	want := "the window reaches minutes whose sketch keys are not deleted yet: minutes before 2025-10-20T00:00:00Z are exportable now"
+	if r.code != 403 || !strings.HasPrefix(errorOf(t, r), want) {
+		t.Errorf("status %d %q, want 403 starting %q", r.code, r.body, want)
+	}
+	r = f.get(t, "?from=2025-10-19T23:00:00Z&to=2025-10-20T00:00:00Z", expExportToken)
+	if rows := parseCSV(t, r.body); r.code != 200 || len(rows) != 1 || rows[0][2] != "40" {
+		t.Errorf("before the oldest key: status %d, %s", r.code, r.body)
+	}
+	// Keys older than the embargo leave the embargo in charge.
+	keysFrom = time.Date(2025, 11, 20, 0, 0, 0, 0, time.UTC)
+	r = f.get(t, "?from=2025-10-19T23:00:00Z&to=2025-10-20T01:00:00Z", expExportToken)
+	if rows := parseCSV(t, r.body); r.code != 200 || len(rows) != 2 {
+		t.Errorf("keys gone: status %d, %s", r.code, r.body)
+	}
+}

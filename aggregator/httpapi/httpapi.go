@@ -42,7 +42,8 @@ type Config struct {
 	// answers 503 with its error's text. Nil means always ready.
 	Ready func() error
 	// Privacy returns the privacy statement served as JSON by
-	// GET /v1/privacy. Nil answers 404.
+	// GET /v1/privacy, and as Markdown with ?format=markdown if the value
+	// has a Markdown() []byte method. Nil answers 404.
 	Privacy func() any
 	// Export serves GET /v1/export from the counts archive (export.go).
 	// Nil answers 501.
@@ -97,6 +98,7 @@ func New(cfg Config) *Server {
 	s.handle("GET /v1/audience", RoleRead, s.query(s.audience))
 	s.handle("GET /v1/now", RoleRead, s.query(s.now))
 	s.handle("GET /v1/reach", RoleRead, s.query(s.reach))
+	s.handle("GET /v1/epochs", RoleRead, s.query(s.epochs))
 	s.handle("GET /v1/flow", RoleRead, s.query(s.flow))
 	s.handle("GET /v1/capacity", RoleRead, s.query(s.capacity))
 	s.handle("GET /v1/stream", RoleRead, s.stream)
@@ -104,7 +106,7 @@ func New(cfg Config) *Server {
 	s.handle("GET /metrics", RoleRead, s.metrics)
 	// The privacy statement, the probes and the page carry no ratings:
 	// they are public, so that viewers and orchestrators can read them.
-	s.handle("GET /v1/privacy", "", s.query(s.privacy))
+	s.handle("GET /v1/privacy", "", s.privacy)
 	s.handle("GET /healthz", "", s.query(healthz))
 	s.handle("GET /readyz", "", s.readyz)
 	s.handle("GET /{$}", "", func(w http.ResponseWriter, r *http.Request) {
@@ -285,12 +287,36 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) privacy(r *http.Request) (any, error) {
-	if _, err := parseParams(r); err != nil {
-		return nil, err
+// privacy serves the privacy statement: JSON, or with ?format=markdown the
+// statement's Markdown if it has one (a Markdown() []byte method).
+func (s *Server) privacy(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "format" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q: /v1/privacy takes only format=json|markdown", k))
+			return
+		}
+	}
+	format := q.Get("format")
+	if format != "" && format != "json" && format != "markdown" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want json or markdown", format))
+		return
 	}
 	if s.cfg.Privacy == nil {
-		return nil, &httpError{http.StatusNotFound, "no privacy statement is configured"}
+		writeError(w, http.StatusNotFound, "no privacy statement is configured")
+		return
 	}
-	return s.cfg.Privacy(), nil
+	v := s.cfg.Privacy()
+	if format == "markdown" {
+		md, ok := v.(interface{ Markdown() []byte })
+		if !ok {
+			writeError(w, http.StatusNotFound, "this privacy statement has no Markdown form")
+			return
+		}
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(md.Markdown())
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }

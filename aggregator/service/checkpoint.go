@@ -87,6 +87,7 @@ func (s *Service) restore(cfg aggregator.Config, cp *store.Checkpoint) (*aggrega
 		cp, skipped, err = s.store.Load(cfg.Keys.Lookup, use)
 		for _, sk := range skipped {
 			s.log.Error("checkpoint skipped, trying an older one", "file", filepath.Base(sk.Path), "reason", sk.Reason(), "err", sk.Err)
+			s.metrics.CheckpointSkipped(sk.Reason())
 		}
 		if err != nil {
 			return nil, err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator"
+	"github.com/ratingsd/ratingsd/aggregator/archive"
+	"github.com/ratingsd/ratingsd/aggregator/httpapi"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
 	"github.com/ratingsd/ratingsd/sketch"
 )
@@ -93,6 +95,18 @@ type Config struct {
 	// rather than refused to its producer.
 	MaxMessageBytes int
 
+	// CountsRetention: how long the counts archive (<data>/counts) keeps
+	// per-minute counts. Default 400 days; longer than Embargo.
+	CountsRetention time.Duration
+	// Embargo: GET /v1/export serves only minutes older than this, and
+	// whose keys are all deleted. Default 30 days, at least 1 day.
+	Embargo time.Duration
+	// MinAudience: exported counts below it are suppressed. Default 5.
+	MinAudience uint64
+	// ExportNoise is the epsilon of the two-sided geometric noise added to
+	// every exported count; 0 (the default) adds none.
+	ExportNoise float64
+
 	// Key, if set, replaces the key files: the pseudonym key and every
 	// epoch key are computed from it (keys.Derived), so estimates are
 	// reproducible, and forgetting a key shreds nothing. For tests only.
@@ -143,6 +157,9 @@ func DefaultConfig() Config {
 		MaxMessageBytes: 4 << 20,
 		TickInterval:    DefaultTick,
 		CheckpointEvery: DefaultCheckpointEvery,
+		CountsRetention: archive.DefaultRetention,
+		Embargo:         httpapi.DefaultEmbargo,
+		MinAudience:     httpapi.DefaultMinAudience,
 	}
 }
 
@@ -166,6 +183,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
 	setDefault(&c.TickInterval, d.TickInterval)
 	setDefault(&c.CheckpointEvery, d.CheckpointEvery)
+	setDefault(&c.CountsRetention, d.CountsRetention)
+	setDefault(&c.Embargo, d.Embargo)
+	setDefault(&c.MinAudience, d.MinAudience)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -253,6 +273,11 @@ func (c Config) Validate() error {
 		return bad("-max-message-bytes %d: want 1 KiB..32 MiB", c.MaxMessageBytes)
 	case c.DemoDevices < 1 || c.DemoDevices > 2_000_000:
 		return bad("-demo-devices %d: want 1..2000000", c.DemoDevices)
+	case c.CountsRetention <= c.Embargo:
+		return bad("-counts-retention %s is not longer than -embargo %s: no minute would ever be exportable", c.CountsRetention, c.Embargo)
+	}
+	if err := (httpapi.ExportConfig{Embargo: c.Embargo, MinAudience: c.MinAudience, Epsilon: c.ExportNoise}).Validate(); err != nil {
+		return bad("%v", err)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/ratingsd/ratingsd/aggregator"
+	"github.com/ratingsd/ratingsd/aggregator/archive"
 	"github.com/ratingsd/ratingsd/aggregator/httpapi"
 	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
@@ -63,7 +64,8 @@ type Service struct {
 	http   *http.Server
 	httpLn net.Listener
 
-	store       *store.Dir // the checkpoints
+	store       *store.Dir       // the checkpoints
+	counts      *archive.Archive // the counts archive (countsDir)
 	ckpt        checkpointer
 	resumeAfter uint64      // the restored checkpoint's stream position
 	started     atomic.Bool // Start succeeded: Shutdown checkpoints
@@ -165,12 +167,32 @@ func Start(ctx context.Context, cfg Config) (_ *Service, err error) {
 		return nil, fmt.Errorf("aggregator: %w", err)
 	}
 	s.metrics.SetAggregator(s.agg)
+	// The counts archive: plain per-minute numbers, kept beyond the
+	// sketches for the export. A minute sealed again after a restore
+	// replaces its earlier copy.
+	if s.counts, err = archive.Open(filepath.Join(cfg.DataDir, countsDir), archive.Config{
+		Retention: cfg.CountsRetention, Now: cfg.Now, Logger: s.log,
+	}); err != nil {
+		return nil, fmt.Errorf("-data %s: counts archive: %w", cfg.DataDir, err)
+	}
+	export, err := httpapi.NewExporter(httpapi.ExportConfig{
+		Archive:     s.counts,
+		Embargo:     cfg.Embargo,
+		MinAudience: cfg.MinAudience,
+		Epsilon:     cfg.ExportNoise,
+		KeysFrom:    s.keysFrom,
+		Now:         cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Agg:     s.agg,
 		Tokens:  tokens,
 		Metrics: s.metrics,
 		Ready:   s.ready,
 		Privacy: s.privacy,
+		Export:  export,
 	})
 
 	if err := s.startNATS(ctx); err != nil {
@@ -256,10 +278,12 @@ func (s *Service) startNATS(ctx context.Context) error {
 	}
 
 	if cfg.JetStream != "" {
-		if s.resumeAfter > 0 {
-			if err := resetConsumer(ctx, s.nc, cfg.JetStream); err != nil {
-				return err
-			}
+		// The checkpoint, not the consumer's acknowledgements, says where
+		// to resume: after a crash the consumer may have acknowledged
+		// events that no checkpoint holds (with no checkpoint at all:
+		// resume from the stream's start).
+		if err := resetConsumer(ctx, s.nc, cfg.JetStream); err != nil {
+			return err
 		}
 		s.js, err = natsio.StartJetStream(ctx, natsio.JetStreamConfig{
 			Conn:            s.nc,
@@ -329,6 +353,12 @@ func (s *Service) startHTTP(ctx context.Context) error {
 
 // onSeal announces a sealed minute: SSE subscribers, NATS, metrics.
 func (s *Service) onSeal(m *aggregator.Minute) {
+	if s.counts != nil {
+		if err := s.counts.Append(m); err != nil {
+			s.metrics.CountsArchiveFailed()
+			s.log.Error("counts archive: cannot append a sealed minute", "minute", m.Start, "err", err)
+		}
+	}
 	if s.api != nil {
 		s.api.Publish(m)
 	}
@@ -359,6 +389,29 @@ func (s *Service) openKeys() (*keys.Ring, error) {
 
 // onForget logs each key epoch the engine forgets: from then on nothing
 // sealed under it, in memory or in any checkpoint, can be read.
+// countsDir, under DataDir, holds the counts archive.
+const countsDir = "counts"
+
+// keysFrom returns the start of the oldest key epoch whose key still
+// exists, or now if none does: every minute before it has had all its
+// sketch keys deleted (the export waits for that).
+func (s *Service) keysFrom() time.Time {
+	now := s.cfg.Now()
+	from := now
+	cal, err := keys.NewCalendar(s.cfg.DayStart)
+	if err != nil || s.keys == nil {
+		return time.Time{} // nothing is known to be shredded
+	}
+	for _, t := range []keys.Tier{keys.Minute, keys.Reach} {
+		if held := s.keys.Epochs(t); len(held) > 0 {
+			if start, _ := cal.Span(t, held[0]); start.Before(from) {
+				from = start
+			}
+		}
+	}
+	return from
+}
+
 func (s *Service) onForget(t keys.Tier, epoch int64, err error) {
 	if err != nil {
 		s.log.Error("cannot delete an expired key; retrying at the next tick", "epoch", keys.ID(t, epoch), "err", err)
@@ -482,6 +535,9 @@ func (s *Service) shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, s.store.Close())
 	}
+	if s.counts != nil {
+		errs = append(errs, s.counts.Close())
+	}
 	if s.api != nil {
 		s.api.Close()
 	}
@@ -500,43 +556,5 @@ func (s *Service) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Privacy is the statement GET /v1/privacy serves, from the live
-// configuration: what is processed, what is kept where, for how long.
-type Privacy struct {
-	Processed    string   `json:"processed"`
-	Model        string   `json:"model"`
-	Pseudonyms   string   `json:"pseudonyms"`
-	TuningTable  string   `json:"tuning_table,omitempty"`
-	MinuteTier   string   `json:"minute_tier"`
-	ReachTier    string   `json:"reach_tier"`
-	Retention    string   `json:"retention"`
-	Broker       string   `json:"broker"`
-	Outputs      []string `json:"outputs"`
-	NeverOutputs []string `json:"never_outputs"`
-}
-
-func (s *Service) privacy() any {
-	c := s.cfg
-	p := Privacy{
-		Processed:    "set-top-box channel-change events: device identifier, channel, time, kind, region",
-		Model:        c.Model.String(),
-		Pseudonyms:   "device identifiers are hashed with a secret 128-bit SipHash-2-4 pseudonym key before they touch any state; the pseudonym only routes a device and keys its tuning-table entry, and is hashed again under the key of a day or an ISO week before it enters a sketch; keys are kept in the data directory (keys/, mode 0600 files) so that checkpoints survive a restart, and each epoch's key is deleted once its last sketch has expired, which makes every copy of those sketches, in any checkpoint, unreadable",
-		MinuteTier:   fmt.Sprintf("per-channel, per-minute HyperLogLog sketches under a key per day (days start %s after 00:00 UTC), in memory and in checkpoints encrypted per day, kept %s", c.DayStart, c.MinuteRetention),
-		ReachTier:    fmt.Sprintf("per-channel, per-hour HyperLogLog sketches under a key per ISO week, in memory and in checkpoints encrypted per week, kept %s", c.Retention),
-		Retention:    fmt.Sprintf("minute tier %s (at most 7 days), reach tier %s (refused at 30 days or more); the key of a day or week is deleted when its last sketch expires", c.MinuteRetention, c.Retention),
-		Broker:       "core NATS: raw events are not stored by the broker",
-		Outputs:      []string{"audience counts and estimates per channel and minute, shares, reach, flows, capacity figures"},
-		NeverOutputs: []string{"device identifiers", "device hashes", "sketch bytes"},
-	}
-	if c.Model == aggregator.Tuning {
-		where := "in memory and in encrypted checkpoints under the data directory"
-		if c.ForgetTuning {
-			where = "in memory only"
-		}
-		p.TuningTable = fmt.Sprintf("%s: per pseudonymous device its current channel and since when, never its past; an entry ends on standby, a new tune or %s without events", where, c.Inactivity)
-	}
-	if c.JetStream != "" {
-		p.Broker = fmt.Sprintf("JetStream stream %q keeps raw events, device identifiers included, for the stream's MaxAge (%s when the service creates it)", c.JetStream, c.JetStreamMaxAge)
-	}
-	return p
-}
+// privacy is the statement GET /v1/privacy serves (privacy.go).
+func (s *Service) privacy() any { return privacyStatement(s.cfg) }

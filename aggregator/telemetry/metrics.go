@@ -99,6 +99,7 @@ type Metrics struct {
 	checkpointSeconds  *metrics.PrometheusHistogram
 	checkpointBytes    *metrics.Gauge
 	checkpointFailures *metrics.Counter
+	countsFailures     *metrics.Counter
 	checkpointPause    *metrics.Gauge
 	checkpointLastOK   *metrics.Gauge
 }
@@ -161,6 +162,9 @@ func New(agg *aggregator.Aggregator) *Metrics {
 	m.checkpointFailures = s.NewCounter(`ratings_checkpoint_failures_total`)
 	m.checkpointPause = s.NewGauge(`ratings_checkpoint_ingest_pause_seconds`, nil)
 	m.checkpointLastOK = s.NewGauge(`ratings_checkpoint_last_success_timestamp_seconds`, nil)
+
+	// Counts archive.
+	m.countsFailures = s.NewCounter(`ratings_counts_archive_failures_total`)
 	return m
 }
 
@@ -285,6 +289,17 @@ func (m *Metrics) CheckpointWritten(took time.Duration, size int64, pause time.D
 
 // CheckpointFailed counts a checkpoint that could not be written.
 func (m *Metrics) CheckpointFailed() { m.checkpointFailures.Inc() }
+
+// CheckpointSkipped counts a checkpoint file passed over at start-up, by
+// the store's one-word reason (truncated, checksum, version, corrupt,
+// unusable, io).
+func (m *Metrics) CheckpointSkipped(reason string) {
+	m.set.GetOrCreateCounter(`ratings_checkpoint_skipped_total{reason="` + reason + `"}`).Inc()
+}
+
+// CountsArchiveFailed counts a sealed minute the counts archive could not
+// append.
+func (m *Metrics) CountsArchiveFailed() { m.countsFailures.Inc() }
 
 // CheckpointFailures returns ratings_checkpoint_failures_total.
 func (m *Metrics) CheckpointFailures() uint64 { return m.checkpointFailures.Get() }

@@ -37,6 +37,17 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, errPrivacyStatement) {
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "ratingsd: %v\n", err)
+			return 2
+		}
+		if _, err := os.Stdout.Write(service.PrivacyMarkdown(cfg)); err != nil {
+			fmt.Fprintf(stderr, "ratingsd: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ratingsd: %v\n", err)
 		return 2
@@ -87,6 +98,12 @@ func parse(args []string, getenv func(string) string, out io.Writer) (service.Co
 	fs.DurationVar(&cfg.MinDwell, "min-dwell", d.MinDwell, "viewing shorter than this is zapping and credited nowhere")
 	fs.Var(days{&cfg.Inactivity}, "inactivity", "a device silent for this `duration` is taken to have stopped watching")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest NATS message decoded; larger ones are rejected as too_large")
+	fs.Var(days{&cfg.CountsRetention}, "counts-retention", "how long (a `duration`) per-minute counts are kept in the counts archive (-data/counts); longer than -embargo")
+	fs.Var(days{&cfg.Embargo}, "embargo", "GET /v1/export serves only minutes older than this `duration` (and whose sketch keys are deleted); at least 1d")
+	fs.Uint64Var(&cfg.MinAudience, "min-audience", d.MinAudience, "exported counts below this are suppressed")
+	fs.Float64Var(&cfg.ExportNoise, "export-noise", 0, "`epsilon` of the two-sided geometric noise added to every exported count, 0.01..10; 0 adds none")
+	printPrivacy := false
+	fs.BoolVar(&printPrivacy, "privacy-statement", false, "print the privacy statement of this configuration as Markdown on standard output, and exit")
 	var logLevel slog.Level
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 
@@ -142,8 +159,15 @@ Flags:
 		cfg.CheckpointEvery = -1 // service.Config: negative is off, zero the default
 	}
 	cfg.ForgetTuning = !persistTuning
+	if printPrivacy {
+		return cfg, logLevel, errPrivacyStatement
+	}
 	return cfg, logLevel, nil
 }
+
+// errPrivacyStatement: -privacy-statement was given; run prints the
+// statement instead of starting.
+var errPrivacyStatement = errors.New("print the privacy statement")
 
 // envName is the environment variable of a flag: -nats-listen → RATINGS_NATS_LISTEN.
 func envName(flagName string) string {
