@@ -260,9 +260,11 @@ func checkCapacity(t *testing.T, b *browser, f *liveFixture, region string) {
 }
 
 // checkReach counts the reach of channels (typed into the reach panel's
-// picker) over the preset window, and compares it with GET /v1/reach over
-// [from, to).
-func checkReach(t *testing.T, b *browser, f *liveFixture, channels []string, window string, from, to time.Time) {
+// picker) over the preset window, wants the page to ask for [from, to), and
+// compares what it shows with GET /v1/reach over that window: the figures,
+// the tier and epoch that counted them, and the window they cover. It
+// returns the API's answer.
+func checkReach(t *testing.T, b *browser, f *liveFixture, channels []string, window string, from, to time.Time) reachJSON {
 	t.Helper()
 	// Clear the picker, then type each channel as a planner would.
 	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("#reach-picker .chip .x").forEach((x) => x.click())`))
@@ -272,22 +274,37 @@ func checkReach(t *testing.T, b *browser, f *liveFixture, channels []string, win
 	b.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`{const s = document.getElementById("reach-window");
 		s.value = %q; s.dispatchEvent(new Event("change")); document.getElementById("reach-result").replaceChildren();}`, window)))
 	b.do(chromedp.Click(chromedp.ID("reach-go")))
-	b.waitFor("the reach", `!document.getElementById("reach-result").hasAttribute("aria-busy") && document.getElementById("reach-value")`)
+	b.waitFor("the reach", `!document.getElementById("reach-result").hasAttribute("aria-busy") &&
+		(document.getElementById("reach-value") || document.querySelector("#reach-result [data-state]"))`)
+	if state := eval[string](b, `document.querySelector("#reach-result [data-state]")?.textContent ?? ""`); state != "" {
+		t.Fatalf("reach over the preset %q: %s", window, state)
+	}
 	got := eval[map[string]string](b, `({...document.getElementById("reach-value").dataset,
-		text: document.getElementById("reach-value").textContent})`)
+		text: document.getElementById("reach-value").textContent,
+		tierText: document.getElementById("reach-tier").textContent,
+		result: document.getElementById("reach-result").textContent})`)
+	if r := got["result"]; strings.Contains(r, "null") || strings.Contains(r, "undefined") || strings.Contains(r, "NaN") {
+		t.Errorf("reach over the preset %q shows %q", window, r)
+	}
 	if got["channels"] != strings.Join(channels, ",") {
 		t.Errorf("reach of %q, want %q", got["channels"], strings.Join(channels, ","))
 	}
-	if got["from"] != rfcMinute(from) || got["to"] != rfcMinute(to) {
-		t.Errorf("reach over [%s, %s), want [%v, %v)", got["from"], got["to"], from, to)
+	if got["askedFrom"] != rfcMinute(from) || got["askedTo"] != rfcMinute(to) {
+		t.Errorf("preset %q asks for [%s, %s), want [%v, %v)", window, got["askedFrom"], got["askedTo"], rfcMinute(from), rfcMinute(to))
 	}
 	var want reachJSON
 	f.get(t, "/v1/reach?"+url.Values{"channel": channels, "from": {rfcMinute(from)}, "to": {rfcMinute(to)}}.Encode(), &want)
-	if got["reach"] != strconv.FormatUint(want.Reach, 10) || got["low"] != strconv.FormatUint(want.Low, 10) || got["high"] != strconv.FormatUint(want.High, 10) {
-		t.Errorf("reach of %v: page %v, API %+v", channels, got, want)
+	if got["reach"] != strconv.FormatUint(want.Reach, 10) || got["low"] != strconv.FormatUint(want.Low, 10) || got["high"] != strconv.FormatUint(want.High, 10) ||
+		got["from"] != rfcMinute(want.From) || got["to"] != rfcMinute(want.To) || got["tier"] != want.Tier || got["epoch"] != want.Epoch {
+		t.Errorf("reach of %v over the preset %q: page %v, API %+v", channels, window, got, want)
+	}
+	if unit := map[string]string{"minute": "day ", "hour": "week "}[want.Tier]; !strings.Contains(got["tierText"], want.Tier+" tier "+unit+want.Epoch) ||
+		!strings.Contains(got["tierText"], want.Tier+" resolution") {
+		t.Errorf("reach over the preset %q says %q, want the %s tier, %s%s and its resolution", window, got["tierText"], want.Tier, unit, want.Epoch)
 	}
 	v, _ := strconv.ParseFloat(got["reach"], 64)
 	checkShown(t, "reach", shown{got["text"], v})
+	return want
 }
 
 // screenshot writes the viewport to docs/img/name.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ratingsd/ratingsd/aggregator"
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/bench"
 	"github.com/ratingsd/ratingsd/sketch"
 )
@@ -243,8 +244,13 @@ func TestDashboardLive(t *testing.T) {
 
 	checkFlow(t, b, f, "ch-002")
 	checkCapacity(t, b, f, "r-02")
-	checkReach(t, b, f, []string{"ch-001", "ch-003"}, "15", newest.Add(-14*time.Minute), newest.Add(time.Minute))
-	checkReach(t, b, f, nil, "60", newest.Add(-59*time.Minute), newest.Add(time.Minute))
+	// The presets ask for windows one tier counts: the last so many minutes,
+	// unless they cross the day start (as near midnight UTC).
+	day := keys.Calendar{}
+	from, to := presetWindow(day, "15", newest.Add(time.Minute))
+	checkReach(t, b, f, []string{"ch-001", "ch-003"}, "15", from, to)
+	from, to = presetWindow(day, "60", newest.Add(time.Minute))
+	checkReach(t, b, f, nil, "60", from, to)
 
 	// A click on a channel of the board adds it to the curves (the first
 	// five are there already).

@@ -180,12 +180,19 @@ func (s *Server) now(r *http.Request) (any, error) {
 }
 
 type reachJSON struct {
-	Reach    uint64    `json:"reach"`
-	Low      uint64    `json:"low"`
-	High     uint64    `json:"high"`
-	Channels []string  `json:"channels"` // empty: all channels
-	From     time.Time `json:"from"`
-	To       time.Time `json:"to"`
+	Reach    uint64   `json:"reach"`
+	Low      uint64   `json:"low"`
+	High     uint64   `json:"high"`
+	Channels []string `json:"channels"` // empty: all channels
+	// Tier is the resolution of the tier that counted: "minute" (within
+	// one day) or "hour" (whole hours within one ISO week); Epoch is its
+	// key epoch's label, a day ("2025-11-27") or a week ("2025-W48").
+	Tier  string `json:"tier"`
+	Epoch string `json:"epoch"`
+	// From and To are the minutes (hours) counted: the window asked,
+	// widened to whole minutes, then clipped to what the tier holds.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }
 
 func (s *Server) reach(r *http.Request) (any, error) {
@@ -206,22 +213,14 @@ func (s *Server) reach(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.cfg.Agg.Reach(chans, from, to)
+	re, err := s.cfg.Agg.Reach(chans, from, to)
 	if err != nil {
 		return nil, err
 	}
-	// The aggregator counts whole minutes: from rounded down, to up.
 	return reachJSON{
-		Reach: e.Value, Low: e.Low, High: e.High, Channels: chans,
-		From: from.Truncate(time.Minute), To: ceilMinute(to),
+		Reach: re.Value, Low: re.Low, High: re.High, Channels: chans,
+		Tier: tierName(re.Tier), Epoch: re.Epoch, From: re.From.UTC(), To: re.To.UTC(),
 	}, nil
-}
-
-func ceilMinute(t time.Time) time.Time {
-	if f := t.Truncate(time.Minute); !f.Equal(t) {
-		return f.Add(time.Minute)
-	}
-	return t
 }
 
 // offName shows the empty state (standby, off, not seen before) in flows.
