@@ -28,7 +28,7 @@ const (
 
 // Endpoints are the queries the micro service answers, each the same as
 // GET /v1/<name> over HTTP.
-var Endpoints = []string{"channels", "audience", "now", "reach", "flow", "capacity"}
+var Endpoints = []string{"channels", "audience", "now", "reach", "flow", "capacity", "epochs"}
 
 // MicroConfig configures the NATS micro service.
 type MicroConfig struct {

@@ -407,7 +407,7 @@ func TestMicroAnswersLikeHTTP(t *testing.T) {
 	for _, e := range svc.Info().Endpoints {
 		infos = append(infos, e.Subject)
 	}
-	if got, want := strings.Join(infos, " "), "ratings.channels ratings.audience ratings.now ratings.reach ratings.flow ratings.capacity"; got != want {
+	if got, want := strings.Join(infos, " "), "ratings.channels ratings.audience ratings.now ratings.reach ratings.flow ratings.capacity ratings.epochs"; got != want {
 		t.Errorf("endpoints %s, want %s", got, want)
 	}
 }
