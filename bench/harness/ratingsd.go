@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/bench"
 )
 
@@ -31,7 +32,7 @@ type RatingsdOptions struct {
 	// was sealed (late). If 0, 64k events.
 	Window int64
 	// Queries runs HTTP queries (/v1/audience, /v1/now, /v1/reach) one
-	// after another for the whole ingest.
+	// after another for the whole ingest; reach over reachWindow.
 	Queries bool
 	// Seal waits until every minute is sealed and measures, per minute
 	// sealed by the stream's own watermark, the delay from the publication
@@ -51,17 +52,21 @@ type RatingsdResult struct {
 	EventsPerSec  float64
 	CPUSeconds    float64 // ratingsd's user + system CPU over those seconds
 	CPUPerMEvents float64
-	RSS, PeakRSS  int64 // after ingest
-	RSSSealed     int64 // after every minute is sealed (Seal only)
-	SketchBytes   float64
-	Rejected      float64 // events rejected, any reason
-	Dropped       float64 // messages the NATS client dropped, slow-consumer events
-	Lost          int64   // events published but never counted
-	SealDelays    []float64
-	Queries       map[string][]float64 // seconds, per endpoint, during the ingest
-	QueriesIdle   map[string][]float64 // after it, while the last minutes seal
-	QueryErrors   map[string]int
-	Accuracy      []Estimate
+	RSS           int64 // VmRSS after ingest
+	RSSSealed     int64 // VmRSS after every minute is sealed (Seal only)
+	// PeakRSS is VmHWM, the most RSS the process ever had, read with the
+	// last of RSS and RSSSealed: with Seal it covers the sealing too, which
+	// allocates after the ingest.
+	PeakRSS     int64
+	SketchBytes float64
+	Rejected    float64 // events rejected, any reason
+	Dropped     float64 // messages the NATS client dropped, slow-consumer events
+	Lost        int64   // events published but never counted
+	SealDelays  []float64
+	Queries     map[string][]float64 // seconds, per endpoint, during the ingest
+	QueriesIdle map[string][]float64 // after it, while the last minutes seal
+	QueryErrors map[string]int
+	Accuracy    []Estimate
 }
 
 // RunRatingsd starts a fresh ratingsd (empty data directory), publishes msgs
@@ -183,10 +188,13 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 		if opt.Truth != nil && len(opt.Truth.Channels()) > 0 {
 			top = opt.Truth.Channels()[0]
 		}
+		from, to := reachWindow(time.UnixMilli(msgs.newest()))
 		endpoints := []struct{ name, path string }{
 			{"/v1/audience", "/v1/audience?channel=" + url.QueryEscape(top)},
 			{"/v1/now", "/v1/now"},
-			{"/v1/reach", "/v1/reach?channel=" + url.QueryEscape(top)},
+			{"/v1/reach", "/v1/reach?" + url.Values{
+				"channel": {top}, "from": {from.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)},
+			}.Encode()},
 		}
 		qwg.Go(func() {
 			for i := 0; queryCtx.Err() == nil; i++ {
@@ -299,7 +307,7 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 			time.Sleep(100 * time.Millisecond)
 		}
 		time.Sleep(200 * time.Millisecond) // the last publications
-		if res.RSSSealed, _, err = Memory(c.Pid()); err != nil {
+		if res.RSSSealed, res.PeakRSS, err = Memory(c.Pid()); err != nil {
 			return res, err
 		}
 		sealMu.Lock()
@@ -324,6 +332,19 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 	res.Dropped = m["ratings_nats_dropped_messages_total"] + m["ratings_nats_slow_consumer_events_total"]
 	res.SketchBytes = m["ratings_sketch_memory_bytes"]
 	return res, nil
+}
+
+// reachWindow returns the window /v1/reach is asked for while a stream whose
+// newest event is at newest is ingested: from the start of that event's day
+// to the end of its minute. A day is a key epoch of the minute tier, which
+// counts reach at minute resolution only within one; ratingsd's default
+// window, the hour before the newest sealed minute, spans two days in the
+// first hour of each (400: docs/semantics.md, Reach tiers). The runs use the
+// default -day-start. Minutes not sealed yet are not counted.
+func reachWindow(newest time.Time) (from, to time.Time) {
+	var cal keys.Calendar
+	from, _ = cal.Span(keys.Minute, cal.Epoch(keys.Minute, newest))
+	return from, newest.UTC().Truncate(time.Minute).Add(time.Minute)
 }
 
 // audienceAccuracy compares every channel's minute curve from ratingsd with

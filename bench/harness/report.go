@@ -127,6 +127,9 @@ func Check(rep *Report) []string {
 			if x.RSSSealed <= 0 || !(x.EventsPerSec > 0) {
 				p = append(p, fmt.Sprintf("scale %d devices %d channels %s rep %d: no RSS or rate", s.Devices, s.Channels, s.Model, i+1))
 			}
+			if x.PeakRSS < max(x.RSS, x.RSSSealed) {
+				p = append(p, fmt.Sprintf("scale %d devices %d channels %s rep %d: peak RSS %d B below RSS %d B after ingest or %d B sealed: not read last", s.Devices, s.Channels, s.Model, i+1, x.PeakRSS, x.RSS, x.RSSSealed))
+			}
 		}
 	}
 	return p
@@ -370,7 +373,7 @@ func Markdown(rep *Report, ref string) string {
 
 	// Scale.
 	w("### Scale\n\n")
-	w("Binary-256 streams of %s of event time; devices grow at 300 channels, then channels grow at %d devices. RSS is ratingsd's VmRSS once every minute is sealed, peak its VmHWM; exact is the hash-set baseline's heap on the same stream. `%s` — %s.\n\n", cfg.ScaleDuration, cfg.ScaleChannelDevices, rep.Command, spreadNote)
+	w("Binary-256 streams of %s of event time; devices grow at 300 channels, then channels grow at %d devices. RSS is ratingsd's VmRSS once every minute is sealed, peak its VmHWM then (the most it held during ingest and sealing); exact is the hash-set baseline's heap on the same stream. `%s` — %s.\n\n", cfg.ScaleDuration, cfg.ScaleChannelDevices, rep.Command, spreadNote)
 	w("| devices | channels | model | events | events/s | RSS sealed | peak RSS | sketches | exact heap |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range rep.Scale {
 		ex := ""

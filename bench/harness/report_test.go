@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratingsd/ratingsd/aggregator/event"
 	"github.com/ratingsd/ratingsd/bench"
 )
 
@@ -99,7 +100,51 @@ func TestEncodeKeepsEveryEvent(t *testing.T) {
 			t.Errorf("%s: messages hold %d events, want %d", enc, sum, m.Events)
 		}
 	}
+	var newest int64
+	for i := range w.Len() {
+		var e event.Event
+		w.event(i, &e, nil)
+		newest = max(newest, e.TS)
+	}
+	if m, err := w.Encode(Encoding{Format: bench.FormatBinary, Batch: 256}, 0); err != nil || m.newest() != newest {
+		t.Errorf("newest event time of the messages %d, want %d (%v)", m.newest(), newest, err)
+	}
 	if m, err := w.Encode(Encoding{Format: bench.FormatJSON}, 100); err != nil || m.Events != 100 {
 		t.Errorf("Encode(json, limit 100) = %d events, %v; want 100", m.Events, err)
 	}
+}
+
+// TestReachWindow: the reach window of the runs lies within the day of the
+// newest event (a key epoch of the minute tier) and holds its minute.
+func TestReachWindow(t *testing.T) {
+	f := func(newest, from, to time.Time) {
+		t.Helper()
+		gotFrom, gotTo := reachWindow(newest)
+		if !gotFrom.Equal(from) || !gotTo.Equal(to) {
+			t.Errorf("reachWindow(%s) = [%s, %s), want [%s, %s)", newest, gotFrom, gotTo, from, to)
+		}
+	}
+	at := func(d, hh, mm, ss int) time.Time { return time.Date(2026, 11, d, hh, mm, ss, 0, time.UTC) }
+	f(at(27, 6, 18, 30), at(27, 0, 0, 0), at(27, 6, 19, 0))
+	f(at(27, 0, 3, 0), at(27, 0, 0, 0), at(27, 0, 4, 0)) // the hour before spans midnight
+	f(at(27, 0, 0, 0), at(27, 0, 0, 0), at(27, 0, 1, 0))
+	f(at(26, 23, 59, 59), at(26, 0, 0, 0), at(27, 0, 0, 0))
+	f(at(27, 1, 2, 3).In(time.FixedZone("x", -11*3600)), at(27, 0, 0, 0), at(27, 1, 3, 0))
+}
+
+// TestCheckPeakRSS: a peak RSS below an RSS of the same process was read
+// before it, and Check says so.
+func TestCheckPeakRSS(t *testing.T) {
+	f := func(x RatingsdResult, flagged bool) {
+		t.Helper()
+		rep := &Report{Scale: []ScaleRow{{Devices: 5, Channels: 3, Runs: []RatingsdResult{x}}}}
+		got := strings.Contains(strings.Join(Check(rep), "\n"), "peak RSS")
+		if got != flagged {
+			t.Errorf("Check of RSS %d, sealed %d, peak %d: peak flagged %v, want %v", x.RSS, x.RSSSealed, x.PeakRSS, got, flagged)
+		}
+	}
+	f(RatingsdResult{EventsPerSec: 1, RSS: 20, RSSSealed: 30, PeakRSS: 30}, false)
+	f(RatingsdResult{EventsPerSec: 1, RSS: 20, RSSSealed: 25, PeakRSS: 40}, false)
+	f(RatingsdResult{EventsPerSec: 1, RSS: 20, RSSSealed: 30, PeakRSS: 20}, true)
+	f(RatingsdResult{EventsPerSec: 1, RSS: 50, RSSSealed: 30, PeakRSS: 40}, true)
 }

@@ -157,6 +157,15 @@ type message struct {
 // Len is the number of messages.
 func (m *Messages) Len() int { return len(m.msgs) }
 
+// newest returns the newest event time of the messages, Unix ms (0 for none).
+func (m *Messages) newest() int64 {
+	var ts int64
+	for i := range m.msgs {
+		ts = max(ts, m.msgs[i].maxTS)
+	}
+	return ts
+}
+
 // MeanSize is the mean message size in bytes.
 func (m *Messages) MeanSize() int {
 	if len(m.msgs) == 0 {

@@ -6,8 +6,15 @@ package main
 // points, or stopped with SIGTERM over core NATS, and restarted on the same
 // -data directory. Its answers at the end must be those of a run that was
 // never interrupted, byte for byte. Everything is observed from outside:
-// the process, NATS and HTTP, so the test holds whatever the engine's keys
-// and checkpoint sections look like inside.
+// the process, NATS and HTTP, so the test holds whatever the engine's
+// checkpoint sections look like inside; only the key directory every run
+// starts from is made here, with the service's own key ring.
+//
+// The service keeps minutes for the minute retention behind the wall clock
+// and counts reach within one key epoch (docs/semantics.md, Reach tiers), so
+// the committed stream, dated 2025, is replayed moved by whole days to the
+// recent past: minute and hour boundaries, and the days the windows fall
+// in, stay as they were.
 
 import (
 	"bufio"
@@ -35,7 +42,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
 	"github.com/ratingsd/ratingsd/aggregator/natsio"
+	"github.com/ratingsd/ratingsd/aggregator/service"
 	"github.com/ratingsd/ratingsd/bench"
 )
 
@@ -43,8 +52,8 @@ import (
 // 2025-03-14 19:30–20:30 UTC, events in time order.
 var streamPath = filepath.Join("..", "..", "testdata", "stream", "prime-20k.tvs")
 
-// crashLateness is the -lateness of every run. The runs replay 2025 events
-// under today's wall clock, so a minute seals when the watermark — the
+// crashLateness is the -lateness of every run. The runs replay events hours
+// old under the wall clock, so a minute seals when the watermark — the
 // newest event time, advanced by the wall time the stream stays idle, minus
 // the lateness — passes its end: the last minute seals crashLateness after
 // the last event, and a restart must be back within crashLateness (minus
@@ -293,13 +302,73 @@ func (d *daemon) restoredSeq() (uint64, bool) {
 	return n, err == nil
 }
 
-// replay is the committed stream and its truth.
+// replay is the committed stream and its truth, moved by shift: the batches
+// hold the moved events, first and end bound the moved run; the truth is the
+// committed one, which the methods below ask at moved times.
 type replay struct {
 	batches [][]event.Event
 	events  int
 	truth   *bench.Truth
-	first   time.Time // the run's first minute
-	end     time.Time // the end of its last minute
+	shift   time.Duration // a whole number of days
+	first   time.Time     // the run's first minute
+	end     time.Time     // the end of its last minute
+}
+
+// settled is how long before the wall clock the replayed run ends at least
+// (see recentShift).
+const settled = 2 * time.Minute
+
+// recentShift returns the whole number of days that moves a run ending at
+// end to the latest day on which it ends settled before now.
+func recentShift(end, now time.Time) time.Duration {
+	const day = 24 * time.Hour
+	d := now.Add(-settled).Sub(end)
+	n := d / day
+	if d < 0 && d%day != 0 {
+		n-- // round toward the past
+	}
+	return n * day
+}
+
+func TestRecentShift(t *testing.T) {
+	end := time.Date(2025, 3, 14, 20, 30, 0, 0, time.UTC)
+	f := func(now, wantEnd time.Time) {
+		t.Helper()
+		shift := recentShift(end, now)
+		if got := end.Add(shift); !got.Equal(wantEnd) || shift%(24*time.Hour) != 0 {
+			t.Errorf("now %s: the run moved by %s ends at %s, want %s", now, shift, got, wantEnd)
+		}
+	}
+	day := func(d int, hh, mm int) time.Time { return time.Date(2026, 11, d, hh, mm, 0, 0, time.UTC) }
+	f(day(27, 6, 18), day(26, 20, 30))
+	f(day(27, 20, 31), day(26, 20, 30))
+	f(day(27, 20, 32), day(27, 20, 30))
+	f(day(27, 23, 59), day(27, 20, 30))
+	f(time.Date(2025, 3, 14, 20, 32, 0, 0, time.UTC), end)
+	f(time.Date(2025, 3, 14, 20, 31, 0, 0, time.UTC), end.Add(-24*time.Hour))
+}
+
+// windows returns the truth's reach windows, moved.
+func (rp *replay) windows() []bench.Window {
+	ws := rp.truth.ReachWindows()
+	for i := range ws {
+		ws[i].From, ws[i].To = ws[i].From.Add(rp.shift), ws[i].To.Add(rp.shift)
+	}
+	return ws
+}
+
+// minutes returns the truth's minutes, moved.
+func (rp *replay) minutes() []time.Time {
+	ms := rp.truth.Minutes()
+	for i := range ms {
+		ms[i] = ms[i].Add(rp.shift)
+	}
+	return ms
+}
+
+// audience returns the truth's audience of channel in the moved minute m.
+func (rp *replay) audience(model bench.Model, channel string, m time.Time) int {
+	return rp.truth.Audience(model, channel, m.Add(-rp.shift))
 }
 
 func loadReplay(t *testing.T) *replay {
@@ -311,12 +380,22 @@ func loadReplay(t *testing.T) *replay {
 	if err != nil {
 		t.Fatal(err)
 	}
+	info := truth.Info()
+	now := time.Now()
+	shift := recentShift(info.FirstMinute.Add(time.Duration(info.Minutes)*time.Minute), now)
+	// Events older than the minute retention behind the wall clock are
+	// too_old; a minute of margin for the test's own run time.
+	minuteRetention := service.DefaultConfig().MinuteRetention
+	if oldest := now.Add(-minuteRetention + time.Minute); info.Start.Add(shift).Before(oldest) {
+		t.Fatalf("the stream, moved by %s to end by %s, starts at %s: longer than the %s minute retention allows",
+			shift, now.Add(-settled).Format(time.RFC3339), info.Start.Add(shift).Format(time.RFC3339), minuteRetention)
+	}
 	r, err := bench.OpenStream(streamPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rp := &replay{truth: truth}
+	rp := &replay{truth: truth, shift: shift}
 	var evs []event.Event
 	for {
 		evs, err = r.Next(evs[:0])
@@ -329,15 +408,106 @@ func loadReplay(t *testing.T) *replay {
 		b := make([]event.Event, len(evs))
 		for i, e := range evs {
 			b[i] = event.Event{Device: slices.Clone(e.Device), Channel: slices.Clone(e.Channel),
-				Region: slices.Clone(e.Region), TS: e.TS, Kind: e.Kind}
+				Region: slices.Clone(e.Region), TS: e.TS + shift.Milliseconds(), Kind: e.Kind}
 		}
 		rp.batches = append(rp.batches, b)
 		rp.events += len(b)
 	}
-	info := truth.Info()
-	rp.first = info.FirstMinute
-	rp.end = info.FirstMinute.Add(time.Duration(info.Minutes) * time.Minute)
+	rp.first = info.FirstMinute.Add(shift)
+	rp.end = rp.first.Add(time.Duration(info.Minutes) * time.Minute)
+	t.Logf("replaying %s..%s: the committed stream moved by %d days", rp.first.Format(time.RFC3339), rp.end.Format(time.RFC3339), shift/(24*time.Hour))
 	return rp
+}
+
+// calendar is the key calendar of the runs: the default -day-start.
+var calendar keys.Calendar
+
+// seedKeys makes the key directory every run starts from (copied into its
+// -data): the pseudonym key and the keys of the days and ISO weeks of the
+// replayed run, which a service creates on first use, so that every run
+// hashes devices under the same keys. Estimates (reach; audiences beyond
+// the exact range in the events model) depend on the keys, exact counts do
+// not.
+func seedKeys(t *testing.T, dir string, rp *replay) []string {
+	t.Helper()
+	ring, err := keys.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{keys.PseudonymFile}
+	for _, tier := range []keys.Tier{keys.Minute, keys.Reach} {
+		for n := calendar.Epoch(tier, rp.first); n <= calendar.Epoch(tier, rp.end.Add(-time.Minute)); n++ {
+			if _, err := ring.Key(tier, n); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, keys.ID(tier, n)+".key")
+		}
+	}
+	return files
+}
+
+// sameKeys requires the key files of the seed to be in data's key
+// directory, unchanged: the run hashed under the seed's keys.
+func sameKeys(t *testing.T, seed, data string, files []string) {
+	t.Helper()
+	for _, name := range files {
+		want, err := os.ReadFile(filepath.Join(seed, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(data, "keys", name))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s: the key file %s is not the seed's (%v)", data, name, err)
+		}
+	}
+}
+
+// reachQuery is a reach window the comparison asks for, with what
+// docs/semantics.md (Reach tiers) says of it: the tier that counts it,
+// "minute" or "hour", or none (400, cross epoch).
+type reachQuery struct {
+	from, to time.Time
+	tier     string // "" for 400
+	sets     [][]string
+}
+
+// wantTier returns the tier that counts [from, to) under the default
+// calendar, both ends within retention: the minute tier within one day,
+// the reach tier for whole hours within one ISO week, else none.
+func wantTier(from, to time.Time) string {
+	last := to.Add(-time.Millisecond)
+	switch {
+	case calendar.Epoch(keys.Minute, from) == calendar.Epoch(keys.Minute, last):
+		return "minute"
+	case from.Truncate(time.Hour).Equal(from) && to.Truncate(time.Hour).Equal(to) &&
+		calendar.Epoch(keys.Reach, from) == calendar.Epoch(keys.Reach, last):
+		return "hour"
+	}
+	return ""
+}
+
+// reachQueries returns the truth's windows (over the truth's channel sets,
+// all channels and, for the whole run, each channel), and two windows that
+// cross the midnight before the run, over all channels: at minute
+// resolution, which no tier counts (400), and in whole hours, which the
+// reach tier counts if the midnight is not a Monday's (else 400).
+func (rp *replay) reachQueries() []reachQuery {
+	var qs []reachQuery
+	for _, w := range rp.windows() {
+		sets := append([][]string{nil}, rp.truth.ReachSets()...)
+		if w.From.Equal(rp.first) && w.To.Equal(rp.end) {
+			for _, ch := range rp.truth.Channels() {
+				sets = append(sets, []string{ch})
+			}
+		}
+		qs = append(qs, reachQuery{w.From, w.To, wantTier(w.From, w.To), sets})
+	}
+	midnight := rp.first.Truncate(24 * time.Hour)
+	to := rp.end.Truncate(time.Hour)
+	for _, from := range []time.Time{midnight.Add(-30 * time.Minute), midnight.Add(-time.Hour)} {
+		qs = append(qs, reachQuery{from, to, wantTier(from, to), [][]string{nil}})
+	}
+	return qs
 }
 
 // publish sends batches[from:to] to subject.> as binary frames of 256 events
@@ -387,17 +557,14 @@ func answers(d *daemon, rp *replay, model string) map[string]string {
 		v.Set("channel", ch)
 		paths = append(paths, "/v1/audience?"+q(v))
 	}
-	for _, w := range rp.truth.ReachWindows() {
-		sets := append([][]string{nil}, rp.truth.ReachSets()...)
-		if w.From.Equal(rp.first) && w.To.Equal(rp.end) {
-			for _, ch := range rp.truth.Channels() {
-				sets = append(sets, []string{ch})
-			}
-		}
-		for _, set := range sets {
-			v := span(w.From, w.To)
+	tier := make(map[string]string) // reach path → the tier that must count it
+	for _, w := range rp.reachQueries() {
+		for _, set := range w.sets {
+			v := span(w.from, w.to)
 			v["channel"] = set
-			paths = append(paths, "/v1/reach?"+q(v))
+			p := "/v1/reach?" + q(v)
+			paths = append(paths, p)
+			tier[p] = w.tier
 		}
 	}
 	for _, r := range rp.truth.Regions() {
@@ -407,7 +574,7 @@ func answers(d *daemon, rp *replay, model string) map[string]string {
 	}
 	if model == "tuning" {
 		for _, ch := range rp.truth.Channels()[:5] {
-			for _, m := range rp.truth.Minutes() {
+			for _, m := range rp.minutes() {
 				paths = append(paths, "/v1/flow?"+q(url.Values{"from": {ch}, "minute": {m.Format(time.RFC3339)}}))
 			}
 		}
@@ -415,10 +582,21 @@ func answers(d *daemon, rp *replay, model string) map[string]string {
 	got := make(map[string]string, len(paths))
 	for _, p := range paths {
 		code, body := d.get(p)
-		if code == http.StatusNotFound && strings.HasPrefix(p, "/v1/reach?") {
+		want, isReach := tier[p]
+		switch {
+		case isReach && code == http.StatusNotFound:
 			// A channel nobody watched in the window is unknown.
-		} else if code != http.StatusOK {
+		case isReach && want == "":
+			if code != http.StatusBadRequest || !strings.Contains(string(body), "spans two key epochs") {
+				d.t.Fatalf("GET %s: %d %s; want 400 for a window across two key epochs", p, code, body)
+			}
+		case code != http.StatusOK:
 			d.t.Fatalf("GET %s: %d %s", p, code, body)
+		case isReach:
+			var r struct{ Tier string }
+			if err := json.Unmarshal(body, &r); err != nil || r.Tier != want {
+				d.t.Fatalf("GET %s: %s; want it counted by the %s tier", p, body, want)
+			}
 		}
 		got[p] = fmt.Sprintf("%d %s", code, body)
 	}
@@ -522,8 +700,8 @@ func checkTruth(t *testing.T, rp *replay, ans map[string]string) {
 		for _, p := range curve.Points {
 			got[p.Minute] = p.Audience
 		}
-		for _, m := range rp.truth.Minutes() {
-			if want := rp.truth.Audience(bench.Tuning, ch, m); got[m] != want {
+		for _, m := range rp.minutes() {
+			if want := rp.audience(bench.Tuning, ch, m); got[m] != want {
 				if wrong++; wrong <= 5 {
 					t.Errorf("uninterrupted run: audience of %s at %s is %d, want exactly %d", ch, m.Format("15:04"), got[m], want)
 				}
@@ -534,9 +712,10 @@ func checkTruth(t *testing.T, rp *replay, ans map[string]string) {
 
 // TestCrashRecovery runs, in each model, three ratingsd processes on the
 // same stream of events: one uninterrupted (JetStream); one consuming the
-// stream as it is published and SIGKILLed five times — early in a life,
-// before and after its checkpoints, and once after the whole stream is in
-// but before its last minutes sealed — each time restarted on its -data;
+// stream as it is published and SIGKILLed six times — before its first
+// checkpoint, early in a life, before and after its checkpoints, and once
+// after the whole stream is in but before its last minutes sealed — each
+// time restarted on its -data;
 // and one over core NATS that is stopped with SIGTERM halfway, after its
 // events were published and flushed, and restarted before the second half
 // is published. Once every event is consumed and every minute sealed, the
@@ -544,7 +723,7 @@ func checkTruth(t *testing.T, rp *replay, ans map[string]string) {
 // curves, reach, capacity (minus its live part) and flows.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" {
-		t.Skip("runs the binary eleven times for ~45s; not with -short (but always in CI)")
+		t.Skip("runs the binary twelve times for ~45s; not with -short (but always in CI)")
 	}
 	rp := loadReplay(t)
 	bin := buildRatingsd(t)
@@ -560,20 +739,18 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	info := rp.truth.Info()
 	last := rp.end.Add(-time.Minute)
-	// Every run hashes devices under the same keys: the keys a first start
-	// creates in a seed directory, copied into each run's -data. Estimates
-	// (reach; audiences beyond the exact range in the events model) depend
-	// on the key, exact counts do not.
-	seed := filepath.Join(t.TempDir(), "seed")
-	startDaemon(t, bin, "-nats", ns.ClientURL(), "-data", seed, "-http", "127.0.0.1:0", "-subject", "seed.>").term()
+	// Every run hashes devices under the same keys: a seed key directory,
+	// copied into each run's -data.
+	seed := filepath.Join(t.TempDir(), "seed-keys")
+	seeded := seedKeys(t, seed, rp)
 
 	for _, model := range []string{"tuning", "events"} {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
-			flags := func(t *testing.T, name string, jsOn bool) []string {
-				data := filepath.Join(t.TempDir(), name)
-				copyTree(t, filepath.Join(seed, "keys"), filepath.Join(data, "keys"))
-				args := []string{
+			flags := func(t *testing.T, name string, jsOn bool) (args []string, data string) {
+				data = filepath.Join(t.TempDir(), name)
+				copyTree(t, seed, filepath.Join(data, "keys"))
+				args = []string{
 					"-nats", ns.ClientURL(), "-data", data, "-http", "127.0.0.1:0",
 					"-subject", model + "." + name + ".>", "-model", model,
 					"-lateness", crashLateness.String(), "-min-dwell", info.MinDwell.String(),
@@ -582,7 +759,7 @@ func TestCrashRecovery(t *testing.T) {
 				if jsOn {
 					args = append(args, "-jetstream", model+"-"+name)
 				}
-				return args
+				return args, data
 			}
 			stream := func(t *testing.T, name string) jetstream.Stream {
 				s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
@@ -610,7 +787,8 @@ func TestCrashRecovery(t *testing.T) {
 					s := stream(t, "ref")
 					publish(t, nc, model+".ref", true, rp.batches, 0)
 					total := lastSeq(t, s)
-					d := startDaemon(t, bin, flags(t, "ref", true)...)
+					args, data := flags(t, "ref", true)
+					d := startDaemon(t, bin, args...)
 					d.waitFor("the stream consumed", 30*time.Second, func() bool {
 						return float64(acked(t, s)) >= total
 					})
@@ -622,41 +800,53 @@ func TestCrashRecovery(t *testing.T) {
 						t.Errorf("uninterrupted run rejected %v events", got)
 					}
 					ref = answers(d, rp, model)
+					sameKeys(t, seed, data, seeded)
 				})
 
 				// SIGKILL at several points while the stream is published.
 				t.Run("sigkill", func(t *testing.T) {
 					t.Parallel()
 					s := stream(t, "crash")
+					args, data := flags(t, "crash", true)
+					// The first life writes no checkpoint (-checkpoint-every 0
+					// checkpoints only at a shutdown, which SIGKILL skips).
+					d := startDaemon(t, bin, append(slices.Clone(args), "-checkpoint-every", "0")...)
 					published := make(chan struct{})
 					go func() {
 						defer close(published)
 						// 40 batches of the file over about 4s.
 						publish(t, nc, model+".crash", true, rp.batches, 100*time.Millisecond)
 					}()
-					args := flags(t, "crash", true)
-					d := startDaemon(t, bin, args...)
 					// The whole stream is 637 messages; a kill point is a share
 					// of them processed and checkpoints written in this life.
 					const messages = 637
 					// kill SIGKILLs d and restarts it, and counts the restarts
 					// that resumed before what the killed process had
 					// acknowledged: those replay events the broker considered
-					// done, which only the checkpoint's position brings back.
+					// done, which only the checkpoint's position (or, with
+					// none, the stream's start) brings back.
 					replayed := 0
-					kill := func() {
+					kill := func(checkpointed bool) {
 						before := acked(t, s)
 						d.kill()
 						d = startDaemon(t, bin, args...)
 						seq, ok := d.restoredSeq()
-						if !ok {
-							t.Fatalf("no checkpoint restored after a SIGKILL:\n%s", d.logs)
+						if ok != checkpointed {
+							t.Fatalf("after a SIGKILL of a life that checkpointed (%v): checkpoint restored %v, want %v:\n%s", checkpointed, ok, checkpointed, d.logs)
 						}
 						if seq < before {
 							replayed++
 						}
-						t.Logf("SIGKILL with messages up to %d acknowledged; restarted from the checkpoint at %d", before, seq)
+						if ok {
+							t.Logf("SIGKILL with messages up to %d acknowledged; restarted from the checkpoint at %d", before, seq)
+						} else {
+							t.Logf("SIGKILL with messages up to %d acknowledged; restarted with no checkpoint, from the stream's start", before)
+						}
 					}
+					d.waitFor("2% processed", 30*time.Second, func() bool {
+						return float64(acked(t, s)) >= 0.02*messages
+					})
+					kill(false)
 					for _, p := range []struct {
 						share       float64
 						checkpoints float64
@@ -665,7 +855,7 @@ func TestCrashRecovery(t *testing.T) {
 							return float64(acked(t, s)) >= p.share*messages &&
 								d.metric("ratings_checkpoint_seconds_count") >= p.checkpoints
 						})
-						kill()
+						kill(true)
 					}
 					<-published
 					total := lastSeq(t, s)
@@ -676,7 +866,7 @@ func TestCrashRecovery(t *testing.T) {
 					d.waitFor("the stream consumed", 30*time.Second, func() bool {
 						return float64(acked(t, s)) >= total
 					})
-					kill()
+					kill(true)
 					if replayed == 0 {
 						t.Errorf("no restart resumed before what the killed process had acknowledged: the kills did not test the replay")
 					}
@@ -685,6 +875,7 @@ func TestCrashRecovery(t *testing.T) {
 					})
 					d.sealedThrough(last)
 					crashed = answers(d, rp, model)
+					sameKeys(t, seed, data, seeded)
 				})
 
 				// SIGTERM over core NATS, after the first half was published and
@@ -700,7 +891,7 @@ func TestCrashRecovery(t *testing.T) {
 							secondHalf += len(b)
 						}
 					}
-					args := flags(t, "term", false)
+					args, data := flags(t, "term", false)
 					d := startDaemon(t, bin, args...)
 					publish(t, nc, model+".term", false, rp.batches[:half], 0)
 					d.waitFor("the first half accepted", 30*time.Second, func() bool {
@@ -717,6 +908,7 @@ func TestCrashRecovery(t *testing.T) {
 						t.Errorf("after SIGTERM and restart, %v events rejected", got)
 					}
 					termed = answers(d, rp, model)
+					sameKeys(t, seed, data, seeded)
 				})
 			})
 			if t.Failed() {

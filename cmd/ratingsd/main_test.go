@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,27 +84,105 @@ func TestParseFlagsWinOverEnvironment(t *testing.T) {
 	f("Lateness", cfg.Lateness, time.Minute)
 }
 
+// TestHelpDocumentsEveryFlag requires -h to list every flag of the flag set,
+// each with a usage line and the environment variable that sets it, and
+// nothing else. The flag set is the one parse reads the environment for:
+// it asks getenv for RATINGS_<NAME> of every flag.
 func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var asked []string
+	getenv := func(k string) string { asked = append(asked, k); return "" }
+	if _, _, err := parse(nil, getenv, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
 	if code := run([]string{"-h"}, env(), &out); code != 0 {
 		t.Fatalf("ratingsd -h: exit %d", code)
 	}
-	help := out.String()
-	// DESIGN.md's list, and the rest.
+	flags, err := helpFlags(out.String())
+	if err != nil {
+		t.Fatalf("ratingsd -h: %v\n%s", err, out.String())
+	}
+	var listed []string
+	for _, f := range flags {
+		listed = append(listed, envName(f.name))
+		if f.env != envName(f.name) {
+			t.Errorf("-h names %s for -%s, want [%s]", f.env, f.name, envName(f.name))
+		}
+		if len(strings.Fields(f.usage)) < 3 {
+			t.Errorf("-h documents -%s with %q: say what it does", f.name, f.usage)
+		}
+	}
+	for _, v := range asked {
+		if !slices.Contains(listed, v) {
+			t.Errorf("-h does not list the flag set by %s", v)
+		}
+	}
+	for _, v := range listed {
+		if !slices.Contains(asked, v) {
+			t.Errorf("-h lists a flag set by %s, which the flag set does not read", v)
+		}
+	}
+	// DESIGN.md's list, at least.
 	for _, name := range []string{
 		"nats", "nats-listen", "subject", "jetstream", "jetstream-max-age", "http", "data", "model", "lateness",
 		"precision", "minute-retention", "retention", "tokens", "demo", "demo-devices", "workers", "max-channels",
 		"max-clock-skew", "min-dwell", "inactivity", "max-message-bytes", "log-level",
-		"checkpoint-every", "persist-tuning",
 	} {
-		if !strings.Contains(help, "  -"+name+" ") && !strings.Contains(help, "  -"+name+"\t") {
+		if !slices.ContainsFunc(flags, func(f helpFlag) bool { return f.name == name }) {
 			t.Errorf("-h does not document -%s", name)
 		}
-		if !strings.Contains(help, "["+envName(name)+"]") {
-			t.Errorf("-h does not name %s", envName(name))
+	}
+}
+
+// helpFlag is one flag as -h documents it.
+type helpFlag struct {
+	name  string // without the dash
+	env   string // the variable named in brackets
+	usage string // the usage line(s), trimmed
+}
+
+var helpFlagRE = regexp.MustCompile(`^  -([a-z0-9][a-z0-9-]*)(?: [a-zA-Z]+)?\t\[([A-Z0-9_]+)\]$`)
+
+// helpFlags parses the flag list of -h: after "Flags:", for each flag a line
+// "  -name [value]\t[RATINGS_NAME]" and usage lines starting "    \t".
+func helpFlags(help string) ([]helpFlag, error) {
+	_, list, ok := strings.Cut(help, "\nFlags:\n")
+	if !ok {
+		return nil, errors.New(`no "Flags:" line`)
+	}
+	var flags []helpFlag
+	for _, line := range strings.Split(strings.TrimRight(list, "\n"), "\n") {
+		if usage, ok := strings.CutPrefix(line, "    \t"); ok && len(flags) > 0 {
+			f := &flags[len(flags)-1]
+			f.usage = strings.TrimSpace(f.usage + " " + usage)
+			continue
+		}
+		m := helpFlagRE.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("line %q is neither a flag nor its usage", line)
+		}
+		flags = append(flags, helpFlag{name: m[1], env: m[2]})
+	}
+	return flags, nil
+}
+
+func TestHelpFlags(t *testing.T) {
+	f := func(help string, want []helpFlag, wantErr string) {
+		t.Helper()
+		got, err := helpFlags(help)
+		if wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Errorf("helpFlags(%q): %v, want an error with %q", help, err, wantErr)
+			}
+			return
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("helpFlags(%q) = %+v, %v; want %+v", help, got, err, want)
 		}
 	}
-	if n := strings.Count(help, "\n  -"); n != 24 {
-		t.Errorf("-h lists %d flags, the test knows 24: document the new ones here", n)
-	}
+	f("Usage\n\nFlags:\n  -a URL\t[RATINGS_A]\n    \tthe a (default x)\n  -b-c\t[RATINGS_B_C]\n    \t\n",
+		[]helpFlag{{"a", "RATINGS_A", "the a (default x)"}, {"b-c", "RATINGS_B_C", ""}}, "")
+	f("Usage\n", nil, `no "Flags:" line`)
+	f("Usage\nFlags:\n  -a\n    \tusage\n", nil, `"  -a" is neither`)
+	f("Usage\nFlags:\n  -a\t[RATINGS_A]\nstray\n", nil, `"stray" is neither`)
 }
