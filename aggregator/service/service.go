@@ -545,7 +545,12 @@ func (s *Service) shutdown(ctx context.Context) error {
 		errs = append(errs, s.micro.Stop())
 	}
 	if s.nc != nil {
-		if err := s.nc.FlushWithContext(step); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		// A fresh deadline: the final seal and checkpoint may have used
+		// up the intake's, and the last minutes must still go out.
+		flush, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		err := s.nc.FlushWithContext(flush)
+		cancelFlush()
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("flush the last sealed minutes to nats: %w", err))
 		}
 		s.nc.Close()
