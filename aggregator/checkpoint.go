@@ -14,26 +14,34 @@ package aggregator
 // called there, so the position and the state agree). It then releases the
 // gate, collects pointers to the sealed minutes, complete rollups and
 // reach-tier hours under the store lock (they are immutable), notes the keys
-// of their epochs, and releases sealMu. Encode runs with no lock.
+// of their epochs, and releases sealMu. WriteSegments and Encode run with no
+// lock.
 //
-// # Sections, version 2
+// # Sections and segments, version 3
 //
-// Each section starts with its own version byte (2), so one section can
-// change without the others; version 1, written before key epochs (one key
-// for every sketch), is refused. u is an unsigned varint, v a zigzag varint
-// (encoding/binary), h8 8 bytes big-endian, est an estimate as u value,
-// u value-low, u high-value, sk a sketch as u length and its sketch.Sketch
-// encoding (sketch/doc: format 1). Names are channel or region ids of the
-// "names" section (0 = none / off).
+// Each section starts with its own version byte (3), so one section can
+// change without the others; versions 1 (before key epochs: one key for
+// every sketch) and 2 (every sealed minute in every checkpoint) are refused.
+// u is an unsigned varint, v a zigzag varint (encoding/binary), h8 8 bytes
+// big-endian, est an estimate as u value, u value-low, u high-value, sk a
+// sketch as u length and its sketch.Sketch encoding (sketch/doc: format 1),
+// names a list u n, n × (u len, name) whose ids are 1..n. Names in the
+// checkpoint file are channel or region ids of the "names" section (0 =
+// none / off); a segment carries its own names (a subset of them).
+//
+// A complete hour of either tier never changes, so it is not in the
+// checkpoint file: it is a segment (store.Segment), written once
+// (WriteSegments, or store.Dir.Write) and listed by every checkpoint until
+// it expires. The checkpoint file holds the open state.
 //
 //	meta (plain)                        names (plain)
-//	1   version 2                       1   version 2
-//	1   model (0 tuning, 1 events)      u   channels n, then n × (u len, name): ids 1..n
-//	1   precision                       u   regions n, then n × (u len, name): ids 1..n
+//	1   version 3                       1   version 3
+//	1   model (0 tuning, 1 events)      names channels
+//	1   precision                       names regions
 //	h8  pseudonym key fingerprint
 //	u   day start, hours                tuning (sealed: day of the first open
 //	u   min dwell, ms                   minute), one entry per device
-//	u   inactivity, ms                  1   version 2
+//	u   inactivity, ms                  1   version 3
 //	u   shards of the writer            v   base time, Unix ms
 //	v   maxTS, Unix ms (0: none)        u   devices n, then n ×
 //	u   idle: ns since maxTS advanced   h8    device pseudonym (never an id)
@@ -47,37 +55,50 @@ package aggregator
 //	v   newest reach hour (-1: none)
 //
 //	day-YYYY-MM-DD (sealed under it)    week-YYYY-Www (sealed under it)
-//	1   version 2                       1   version 2
+//	1   version 3                       1   version 3
 //	u   open partials n ×               u   open hour partials n ×
 //	u     shard (of meta's shards)      u     shard (of meta's shards)
 //	v     minute                        v     hour (Unix hours)
 //	u     channels k × (u ch, counter)  u     channels k × (u ch, set)
 //	      total counter
 //	u     cells k × (u ch, u region, u n)
-//	u     pairs k × h8 (events model)   u   hours n × (v hour, sk total,
-//	u     flows k × (u from, u to, u n)       u channels k × (u ch, sk))
+//	u     pairs k × h8 (events model)
+//	u     flows k × (u from, u to, u n)
 //	u     zaps k × (u region, u n)
-//	u   sealed minutes n × (v minute, est total, sk total,
-//	      u channels k × (u ch, est, sk), u cells k × (u ch, u region, u count),
-//	      u flows k × (u from, u to, u devices), u zaps k × (u region, u count))
-//	u   complete hourly rollups n × (v hour, sk total, u channels k × (u ch, sk))
+//	u   sealed minutes of hours not complete yet n × minute
 //
+//	segment minutes-YYYY-MM-DDTHH       segment reach-YYYY-MM-DDTHH
+//	(one section "minutes", sealed      (one section "reach", sealed under
+//	under the hour's day)               the hour's ISO week)
+//	1   version 3                       1   version 3
+//	v   hour (Unix hours)               v   hour (Unix hours)
+//	names channels, names regions       names channels
+//	u   minutes n × minute              sk total, u channels k × (u ch, sk)
+//	sk  rollup total, u channels k × (u ch, sk)
+//
+//	minute:  v minute, est total, sk total, u channels k × (u ch, est, sk),
+//	         u cells k × (u ch, u region, u count), u flows k × (u from,
+//	         u to, u devices), u zaps k × (u region, u count)
 //	counter: u credits, 1 kind, then kind 0: u n, n × h8 hashes; kind 1: sk
 //	set:     1 kind, then kind 0: u n, n × h8 hashes; kind 1: sk
 //
-// A day section holds what its day's key hashed: the open minutes of the
-// day, its sealed minutes and their complete hourly rollups; a week section
-// the reach tier's open and sealed hours of the week. Each is sealed under
-// its own epoch (keys.ID), so the store derives its AES key from that
-// epoch's key (Snapshot.Keys): once the key is forgotten, the section is
-// unreadable in every checkpoint that holds it, and Restore leaves it out as
-// expired. The tuning section holds pseudonyms and is sealed under the day
-// of the first open minute. The incomplete current hourly rollup is not
-// stored: Restore rebuilds it from its minutes, merged in the order the
-// sealer merged them. The "now" counts per cell are not stored either: they
-// are the devices of the tuning table on each cell. A checkpoint without a
-// "tuning" section (the service's -persist-tuning=false) restores with an
-// empty tuning table.
+// A day section holds what its day's key hashed and is not yet in a
+// segment: the open minutes of the day and the sealed minutes of its hour
+// being sealed; a week section the reach tier's open hours of the week. Each
+// section and segment is sealed under its own epoch (keys.ID), so the store
+// derives its AES key from that epoch's key (Snapshot.Keys): once the key
+// is forgotten, the section is unreadable in every checkpoint and segment
+// that holds it, and Restore leaves it out as expired (the store deletes
+// such segments). A segment's section names its hour, and Restore checks it
+// against the segment's name and epoch. The tuning section holds pseudonyms
+// and is sealed under the day of the first open minute. The incomplete
+// current hourly rollup is not stored: Restore rebuilds it from its
+// minutes, merged in the order the sealer merged them. The "now" counts per
+// cell are not stored either: they are the devices of the tuning table on
+// each cell. A checkpoint without a "tuning" section (the service's
+// -persist-tuning=false) restores with an empty tuning table. Sealed
+// sketches are stored as they are kept in memory (packed: store.go), so
+// writing a segment copies bytes and encodes nothing.
 
 import (
 	"errors"
@@ -104,7 +125,7 @@ var (
 	ErrCheckpointCorrupt = errors.New("corrupt checkpoint section")
 )
 
-const sectionVersion = 2
+const sectionVersion = 3
 
 // CheckpointKeys returns the store.KeyLookup of the checkpoints of an
 // Aggregator configured with Key (and no Keys): the keys that
@@ -151,9 +172,12 @@ type shardCopy struct {
 	hours    []*hourPartial
 }
 
+// hourRef is a complete hour of the minute tier: its rollup and its sealed
+// minutes, which go into one segment.
 type hourRef struct {
-	n int64
-	h *hour
+	n       int64
+	h       *hour
+	minutes []*Minute
 }
 
 type reachRef struct {
@@ -218,23 +242,33 @@ func (a *Aggregator) Snapshot(pos func() uint64) *Snapshot {
 	st.mu.Lock()
 	sn.first, sn.newest = st.first, st.newest
 	sn.firstHour, sn.newestHour = st.firstHour, st.newestHour
-	if st.newest >= 0 {
-		for m := st.first; m <= st.newest; m++ {
-			if sealed := st.minutes[m]; sealed != nil {
-				sn.minutes = append(sn.minutes, sealed)
-			}
-		}
-	}
 	for n, h := range st.hours {
 		if h.complete {
-			sn.hours = append(sn.hours, hourRef{n, h})
+			sn.hours = append(sn.hours, hourRef{n: n, h: h})
+		}
+	}
+	sort.Slice(sn.hours, func(i, j int) bool { return sn.hours[i].n < sn.hours[j].n })
+	if st.newest >= 0 {
+		hr := 0
+		for m := st.first; m <= st.newest; m++ {
+			sealed := st.minutes[m]
+			if sealed == nil {
+				continue
+			}
+			for hr < len(sn.hours) && sn.hours[hr].n < hourOf(m) {
+				hr++
+			}
+			if hr < len(sn.hours) && sn.hours[hr].n == hourOf(m) {
+				sn.hours[hr].minutes = append(sn.hours[hr].minutes, sealed)
+			} else {
+				sn.minutes = append(sn.minutes, sealed)
+			}
 		}
 	}
 	for n, h := range st.reach {
 		sn.reach = append(sn.reach, reachRef{n, h})
 	}
 	st.mu.Unlock()
-	sort.Slice(sn.hours, func(i, j int) bool { return sn.hours[i].n < sn.hours[j].n })
 	sort.Slice(sn.reach, func(i, j int) bool { return sn.reach[i].n < sn.reach[j].n })
 	sn.collectKeys(a)
 	return sn
@@ -257,13 +291,13 @@ func (sn *Snapshot) collectKeys(a *Aggregator) {
 		}
 	}
 	for _, m := range sn.minutes {
-		add(keys.Minute, m.Start.Unix()/60, m.total.Key())
+		add(keys.Minute, m.Start.Unix()/60, m.key)
 	}
 	for _, hr := range sn.hours {
-		add(keys.Minute, hr.n*60, hr.h.total.Key())
+		add(keys.Minute, hr.n*60, hr.h.key)
 	}
 	for _, hr := range sn.reach {
-		add(keys.Reach, hr.n*60, hr.h.total.Key())
+		add(keys.Reach, hr.n*60, hr.h.key)
 	}
 	m := sn.firstOpen
 	if m < 0 {

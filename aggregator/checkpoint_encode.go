@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/keys"
@@ -16,8 +17,12 @@ import (
 )
 
 // Encode returns the checkpoint of the snapshot: its sections, each day's
-// and each ISO week's sealed under that epoch (write it with Keys). It takes
-// no lock of the Aggregator and may run on any goroutine, once.
+// and each ISO week's sealed under that epoch, and its segments, one per
+// complete hour of each tier (write it with Keys). A segment that a
+// checkpoint of the Aggregator has written before (WriteSegments, or the
+// checkpoint it was restored from) is only referenced; any other carries its
+// content, which store.Dir.Write writes. It takes no lock of the Aggregator
+// and may run on any goroutine, once, after WriteSegments if at all.
 func (sn *Snapshot) Encode() (*ckpt.Checkpoint, error) {
 	if sn.keyErr != nil {
 		return nil, sn.keyErr
@@ -48,7 +53,173 @@ func (sn *Snapshot) Encode() (*ckpt.Checkpoint, error) {
 		id := keys.ID(keys.Reach, w)
 		cp.Sections = append(cp.Sections, ckpt.Section{Name: id, Epoch: id, Data: data})
 	}
+	for _, hr := range sn.hours {
+		seg, err := sn.hourSegment(hr)
+		if err != nil {
+			return nil, err
+		}
+		cp.Segments = append(cp.Segments, seg)
+	}
+	for _, hr := range sn.reach {
+		seg, err := sn.reachSegment(hr)
+		if err != nil {
+			return nil, err
+		}
+		cp.Segments = append(cp.Segments, seg)
+	}
 	return cp, nil
+}
+
+// WriteSegments writes into d, one at a time, the segment of each complete
+// hour of the snapshot that no checkpoint of the Aggregator has written yet,
+// and remembers it in the Aggregator, so that this and every later Encode
+// only references it. So a sealed hour is encoded and written once, and a
+// checkpoint holds one hour's segment in memory at most. It takes no lock
+// of the Aggregator; call it before Encode, on the checkpoint's goroutine.
+func (sn *Snapshot) WriteSegments(d *ckpt.Dir) error {
+	write := func(ref *atomic.Pointer[ckpt.Segment], seg ckpt.Segment, err error) error {
+		if err != nil || seg.Size != 0 {
+			return err
+		}
+		w, err := d.WriteSegment(&seg, sn.Keys())
+		if err != nil {
+			return err
+		}
+		ref.Store(&w)
+		return nil
+	}
+	for _, hr := range sn.hours {
+		seg, err := sn.hourSegment(hr)
+		if err := write(&hr.h.seg, seg, err); err != nil {
+			return err
+		}
+	}
+	for _, hr := range sn.reach {
+		seg, err := sn.reachSegment(hr)
+		if err := write(&hr.h.seg, seg, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// segmentName names the segment of hour n of a tier: "minutes-" or
+// "reach-", then the hour, UTC, as 2006-01-02T15.
+func segmentName(t keys.Tier, n int64) string {
+	prefix := "minutes-"
+	if t == keys.Reach {
+		prefix = "reach-"
+	}
+	return prefix + time.Unix(n*3600, 0).UTC().Format("2006-01-02T15")
+}
+
+// hourSegment returns the segment of a complete hour of the minute tier:
+// its reference if written, else its content.
+func (sn *Snapshot) hourSegment(hr hourRef) (ckpt.Segment, error) {
+	id := keys.ID(keys.Minute, sn.cal().EpochOfMinute(keys.Minute, hr.n*60))
+	if ref := hr.h.seg.Load(); ref != nil {
+		return *ref, nil
+	}
+	data, err := sn.encodeHourSegment(hr)
+	if err != nil {
+		return ckpt.Segment{}, err
+	}
+	return ckpt.Segment{Name: segmentName(keys.Minute, hr.n), Epoch: id,
+		Sections: []ckpt.Section{{Name: "minutes", Epoch: id, Data: data}}}, nil
+}
+
+// reachSegment is hourSegment for an hour of the reach tier.
+func (sn *Snapshot) reachSegment(hr reachRef) (ckpt.Segment, error) {
+	id := keys.ID(keys.Reach, sn.cal().EpochOfMinute(keys.Reach, hr.n*60))
+	if ref := hr.h.seg.Load(); ref != nil {
+		return *ref, nil
+	}
+	b := appendV([]byte{sectionVersion}, hr.n)
+	names := segmentNames(hr.h.chans, nil)
+	b = appendNames(b, names)
+	b = appendHourSketches(b, &hr.h.hourSketches, names)
+	return ckpt.Segment{Name: segmentName(keys.Reach, hr.n), Epoch: id,
+		Sections: []ckpt.Section{{Name: "reach", Epoch: id, Data: b}}}, nil
+}
+
+// encodeHourSegment returns the section of a minute-tier hour segment.
+func (sn *Snapshot) encodeHourSegment(hr hourRef) ([]byte, error) {
+	var regions []string
+	for _, m := range hr.minutes {
+		for _, c := range m.Cells {
+			regions = append(regions, c.Region)
+		}
+		for _, z := range m.Zaps {
+			regions = append(regions, z.Region)
+		}
+	}
+	chans := segmentNames(hr.h.chans, hr.minutes)
+	regs := localNames(regions)
+	size := 64
+	for _, m := range hr.minutes {
+		size += len(m.packedTotal) + 16*(len(m.Channels)+len(m.Cells)+len(m.Flows)+len(m.Zaps))
+		for i := range m.Channels {
+			size += len(m.Channels[i].packed)
+		}
+	}
+	b := make([]byte, 0, size+int(hr.h.bytes())+8*len(hr.h.chans))
+	b = appendV(append(b, sectionVersion), hr.n)
+	b = appendNames(appendNames(b, chans), regs)
+	ids, rids := idsOf(chans), idsOf(regs)
+	b = appendU(b, uint64(len(hr.minutes)))
+	for _, m := range hr.minutes {
+		b = appendMinute(b, m, ids, rids)
+	}
+	return appendHourSketches(b, &hr.h.hourSketches, chans), nil
+}
+
+// segmentNames returns the names a segment uses (its local ids are their
+// positions plus one): the channels of an hour's sketches and of its
+// minutes, sorted.
+func segmentNames(chans map[string]packed, minutes []*Minute) []string {
+	var all []string
+	for name := range chans {
+		all = append(all, name)
+	}
+	for _, m := range minutes {
+		for _, c := range m.Channels {
+			all = append(all, c.Channel)
+		}
+		for _, c := range m.Cells {
+			all = append(all, c.Channel)
+		}
+		for _, f := range m.Flows {
+			all = append(all, f.From, f.To)
+		}
+	}
+	return localNames(all)
+}
+
+// localNames sorts and deduplicates names, without "".
+func localNames(names []string) []string {
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > 0 && names[0] == "" {
+		names = names[1:]
+	}
+	return names
+}
+
+func idsOf(names []string) map[string]uint64 {
+	ids := make(map[string]uint64, len(names)+1)
+	ids[""] = 0
+	for i, name := range names {
+		ids[name] = uint64(i + 1)
+	}
+	return ids
+}
+
+func appendNames(b []byte, names []string) []byte {
+	b = appendU(b, uint64(len(names)))
+	for _, name := range names {
+		b = append(appendU(b, uint64(len(name))), name...)
+	}
+	return b
 }
 
 // epochs returns the days and the weeks the snapshot holds data of,
@@ -89,6 +260,11 @@ func appendU(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
 
 func appendEst(b []byte, e sketch.Estimate) []byte {
 	return appendU(appendU(appendU(b, e.Value), e.Value-e.Low), e.High-e.Value)
+}
+
+// appendPacked appends a packed sketch: its length and its encoding.
+func appendPacked(b []byte, p packed) []byte {
+	return append(appendU(b, uint64(len(p))), p...)
 }
 
 func appendSketch(b []byte, sk *sketch.Sketch) ([]byte, error) {
@@ -182,8 +358,8 @@ func (sn *Snapshot) encodeTuning() []byte {
 	return b
 }
 
-// encodeDay returns the section of day d: its open partials, sealed
-// minutes and complete hourly rollups.
+// encodeDay returns the section of day d: its open partials, and its sealed
+// minutes of hours not yet complete (complete hours go to segments).
 func (sn *Snapshot) encodeDay(d int64) ([]byte, error) {
 	cal := sn.cal()
 	in := func(m int64) bool { return cal.EpochOfMinute(keys.Minute, m) == d }
@@ -219,38 +395,18 @@ func (sn *Snapshot) encodeDay(d int64) ([]byte, error) {
 	}
 	b = appendU(b, uint64(n))
 	for _, m := range sn.minutes {
-		if !in(m.Start.Unix() / 60) {
-			continue
-		}
-		if b, err = appendMinute(b, m, ids, rids); err != nil {
-			return nil, err
-		}
-	}
-
-	n = 0
-	for _, hr := range sn.hours {
-		if in(hr.n * 60) {
-			n++
-		}
-	}
-	b = appendU(b, uint64(n))
-	for _, hr := range sn.hours {
-		if !in(hr.n * 60) {
-			continue
-		}
-		if b, err = appendHourSketches(appendV(b, hr.n), hr.h.total, hr.h.chans, ids); err != nil {
-			return nil, err
+		if in(m.Start.Unix() / 60) {
+			b = appendMinute(b, m, ids, rids)
 		}
 	}
 	return b, nil
 }
 
 // encodeWeek returns the section of ISO week w: the reach tier's open hour
-// partials and hours.
+// partials (its hours go to segments).
 func (sn *Snapshot) encodeWeek(w int64) ([]byte, error) {
 	cal := sn.cal()
 	in := func(h int64) bool { return cal.EpochOfMinute(keys.Reach, h*60) == w }
-	ids, _ := sn.ids()
 	b := []byte{sectionVersion}
 	var err error
 	n := 0
@@ -282,21 +438,6 @@ func (sn *Snapshot) encodeWeek(w int64) ([]byte, error) {
 					}
 				}
 			}
-		}
-	}
-	n = 0
-	for _, hr := range sn.reach {
-		if in(hr.n) {
-			n++
-		}
-	}
-	b = appendU(b, uint64(n))
-	for _, hr := range sn.reach {
-		if !in(hr.n) {
-			continue
-		}
-		if b, err = appendHourSketches(appendV(b, hr.n), hr.h.total, hr.h.chans, ids); err != nil {
-			return nil, err
 		}
 	}
 	return b, nil
@@ -394,35 +535,27 @@ func appendSet(b []byte, c *counter) ([]byte, error) {
 	return b, nil
 }
 
-// appendHourSketches appends an hour's sketches: total, then per channel.
-func appendHourSketches(b []byte, total *sketch.Sketch, chans map[string]*sketch.Sketch, ids map[string]uint64) ([]byte, error) {
-	b, err := appendSketch(b, total)
-	if err != nil {
-		return nil, err
-	}
-	names := slices.Sorted(maps.Keys(chans))
-	b = appendU(b, uint64(len(names)))
-	for _, name := range names {
-		if b, err = appendSketch(appendU(b, ids[name]), chans[name]); err != nil {
-			return nil, err
+// appendHourSketches appends an hour's packed sketches: total, then per
+// channel (ids: positions in names, plus one).
+func appendHourSketches(b []byte, h *hourSketches, names []string) []byte {
+	b = appendPacked(b, h.total)
+	b = appendU(b, uint64(len(h.chans)))
+	for i, name := range names {
+		if p, ok := h.chans[name]; ok {
+			b = appendPacked(appendU(b, uint64(i+1)), p)
 		}
 	}
-	return b, nil
+	return b
 }
 
-func appendMinute(b []byte, m *Minute, ids, rids map[string]uint64) ([]byte, error) {
+func appendMinute(b []byte, m *Minute, ids, rids map[string]uint64) []byte {
 	b = appendEst(appendV(b, m.Start.Unix()/60), m.Total)
-	b, err := appendSketch(b, m.total)
-	if err != nil {
-		return nil, err
-	}
+	b = appendPacked(b, m.packedTotal)
 	b = appendU(b, uint64(len(m.Channels)))
 	for i := range m.Channels {
 		c := &m.Channels[i]
 		b = appendEst(appendU(b, ids[c.Channel]), c.Audience)
-		if b, err = appendSketch(b, c.sk); err != nil {
-			return nil, err
-		}
+		b = appendPacked(b, c.packed)
 	}
 	b = appendU(b, uint64(len(m.Cells)))
 	for _, c := range m.Cells {
@@ -436,5 +569,5 @@ func appendMinute(b []byte, m *Minute, ids, rids map[string]uint64) ([]byte, err
 	for _, z := range m.Zaps {
 		b = appendU(appendU(b, rids[z.Region]), z.Count)
 	}
-	return b, nil
+	return b
 }

@@ -430,14 +430,33 @@ func TestCheckpointGolden(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				for _, seg := range cp.Segments {
+					if err := os.WriteFile(goldenPath(model, "segment-"+seg.Name), seg.Sections[0].Data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			golden := loadGolden(t, model)
+			if len(cp.Sections) != len(golden.Sections) || len(cp.Segments) != len(golden.Segments) {
+				t.Fatalf("%d sections and %d segments, golden %d and %d", len(cp.Sections), len(cp.Segments), len(golden.Sections), len(golden.Segments))
+			}
 			for i, s := range cp.Sections {
 				if !bytes.Equal(s.Data, golden.Sections[i].Data) {
 					t.Errorf("section %q: %d bytes differ from the golden %d (run with -update after a deliberate format change, and add a version)", s.Name, len(s.Data), len(golden.Sections[i].Data))
 				}
 				if want := golden.Sections[i]; s.Name != want.Name || s.Epoch != want.Epoch {
 					t.Errorf("section %q sealed under %q, want %q under %q", s.Name, s.Epoch, want.Name, want.Epoch)
+				}
+			}
+			for i, seg := range cp.Segments {
+				want := golden.Segments[i]
+				if seg.Name != want.Name || seg.Epoch != want.Epoch || len(seg.Sections) != 1 ||
+					seg.Sections[0].Name != want.Sections[0].Name || seg.Sections[0].Epoch != want.Epoch {
+					t.Errorf("segment %q of %q, want %q of %q", seg.Name, seg.Epoch, want.Name, want.Epoch)
+					continue
+				}
+				if !bytes.Equal(seg.Sections[0].Data, want.Sections[0].Data) {
+					t.Errorf("segment %q: %d bytes differ from the golden %d (run with -update after a deliberate format change, and add a version)", seg.Name, len(seg.Sections[0].Data), len(want.Sections[0].Data))
 				}
 			}
 			b, err := Restore(a.cfg, golden)
@@ -495,6 +514,14 @@ var goldenSections = []ckpt.Section{
 	{Name: "week-2025-W11", Epoch: "week-2025-W11"},
 }
 
+// goldenSegments are the segments of the golden checkpoints: hour 19, the
+// complete hour, of each tier. Their one section each is in the file
+// <model>-segment-<name>.bin.
+var goldenSegments = []ckpt.Segment{
+	{Name: "minutes-2025-03-14T19", Epoch: "day-2025-03-14", Sections: []ckpt.Section{{Name: "minutes", Epoch: "day-2025-03-14"}}},
+	{Name: "reach-2025-03-14T19", Epoch: "week-2025-W11", Sections: []ckpt.Section{{Name: "reach", Epoch: "week-2025-W11"}}},
+}
+
 func loadGolden(t testing.TB, model Model) *ckpt.Checkpoint {
 	t.Helper()
 	cp := &ckpt.Checkpoint{}
@@ -506,14 +533,43 @@ func loadGolden(t testing.TB, model Model) *ckpt.Checkpoint {
 		s.Data = data
 		cp.Sections = append(cp.Sections, s)
 	}
+	for _, seg := range goldenSegments {
+		data, err := os.ReadFile(goldenPath(model, "segment-"+seg.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec := seg.Sections[0]
+		sec.Data = data
+		seg.Sections = []ckpt.Section{sec}
+		cp.Segments = append(cp.Segments, seg)
+	}
 	return cp
+}
+
+// withSegment returns a copy of cp whose segment name holds data as its
+// section (or is gone, if data is nil).
+func withSegment(cp *ckpt.Checkpoint, name string, data []byte) *ckpt.Checkpoint {
+	out := *cp
+	out.Segments = nil
+	for _, seg := range cp.Segments {
+		if seg.Name == name {
+			if data == nil {
+				continue
+			}
+			sec := seg.Sections[0]
+			sec.Data = data
+			seg.Sections = []ckpt.Section{sec}
+		}
+		out.Segments = append(out.Segments, seg)
+	}
+	return &out
 }
 
 // withSection returns a copy of cp whose section name holds data (or is
 // gone, if data is nil). A section that is not there is added at the end,
 // sealed under epoch.
 func withSection(cp *ckpt.Checkpoint, name string, data []byte, epoch ...string) *ckpt.Checkpoint {
-	out := &ckpt.Checkpoint{}
+	out := &ckpt.Checkpoint{Segments: cp.Segments}
 	found := false
 	for _, s := range cp.Sections {
 		if s.Name == name {
@@ -566,7 +622,7 @@ func TestRestoreErrors(t *testing.T) {
 	f("nil", cfg, nil, ErrCheckpointCorrupt, "nil checkpoint")
 	f("no names section", cfg, withSection(golden, "names", nil), ErrCheckpointCorrupt, `no section "names"`)
 	f("unknown section", cfg, withSection(golden, "open", nil, "open"), ErrCheckpointCorrupt, `unknown section "open"`)
-	f("out of order", cfg, withSection(golden, "day-2025-03-13", []byte{2, 0, 0, 0}, "day-2025-03-13"), ErrCheckpointCorrupt, `section "day-2025-03-13" after "day-2025-03-14"`)
+	f("out of order", cfg, withSection(golden, "day-2025-03-13", []byte{3, 0, 0}, "day-2025-03-13"), ErrCheckpointCorrupt, `section "day-2025-03-13" after "day-2025-03-14"`)
 	f("day outside its day", cfg, withSection(golden, "day-2025-03-15", sectionData(golden, "day-2025-03-14"), "day-2025-03-15"), ErrCheckpointCorrupt, "day 2025-03-15")
 	mismatch := *golden
 	mismatch.Unreadable = []*ckpt.SectionError{{Name: "day-2025-03-13", Epoch: "day-2025-03-13", Err: ckpt.ErrKeyMismatch}}
@@ -574,14 +630,14 @@ func TestRestoreErrors(t *testing.T) {
 	gone := *golden
 	gone.Unreadable = []*ckpt.SectionError{{Name: "sealed", Epoch: "k-x", Err: ckpt.ErrKeyGone}}
 	f("old section gone", cfg, &gone, ErrCheckpointCorrupt, `section "sealed" sealed under epoch "k-x": epoch key gone, and is not a day, week or tuning section`)
-	f("plain day", cfg, withSection(golden, "day-2025-03-15", []byte{2, 0, 0, 0}, ""), ErrCheckpointCorrupt, `section "day-2025-03-15" is sealed under "", not its own epoch`)
-	f("day under a week", cfg, withSection(golden, "day-2025-03-15", []byte{2, 0, 0, 0}, "week-2025-W11"), ErrCheckpointCorrupt, `not its own epoch`)
+	f("plain day", cfg, withSection(golden, "day-2025-03-15", []byte{3, 0, 0}, ""), ErrCheckpointCorrupt, `section "day-2025-03-15" is sealed under "", not its own epoch`)
+	f("day under a week", cfg, withSection(golden, "day-2025-03-15", []byte{3, 0, 0}, "week-2025-W11"), ErrCheckpointCorrupt, `not its own epoch`)
 	meta, _ := golden.Section("meta")
-	f("version", cfg, withSection(golden, "meta", append([]byte{3}, meta[1:]...)), ErrCheckpointCorrupt, "version 3, this build reads 2")
+	f("version", cfg, withSection(golden, "meta", append([]byte{4}, meta[1:]...)), ErrCheckpointCorrupt, "version 4, this build reads 3")
 	f("trailing", cfg, withSection(golden, "meta", append(bytes.Clone(meta), 0)), ErrCheckpointCorrupt, "1 bytes after the end")
 	f("empty", cfg, withSection(golden, "names", []byte{}), ErrCheckpointCorrupt, "truncated")
-	f("bad name", cfg, withSection(golden, "names", []byte{2, 1, 3, 'a', ' ', 'b', 0}), ErrCheckpointCorrupt, "is not 1..64 bytes")
-	f("huge count", cfg, withSection(golden, "tuning", []byte{2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), ErrCheckpointCorrupt, "cannot fit")
+	f("bad name", cfg, withSection(golden, "names", []byte{3, 1, 3, 'a', ' ', 'b', 0}), ErrCheckpointCorrupt, "is not 1..64 bytes")
+	f("huge count", cfg, withSection(golden, "tuning", []byte{3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), ErrCheckpointCorrupt, "cannot fit")
 	// A checkpoint of version 1 (one key for every sketch) is refused,
 	// saying so.
 	v1 := &ckpt.Checkpoint{}
@@ -593,6 +649,45 @@ func TestRestoreErrors(t *testing.T) {
 		v1.Sections = append(v1.Sections, ckpt.Section{Name: name, Data: data})
 	}
 	f("version 1", cfg, v1, ErrCheckpointCorrupt, `section "meta" has version 1, written before key epochs`)
+	// So is one of version 2 (every sealed minute in the checkpoint file).
+	v2 := &ckpt.Checkpoint{}
+	for _, s := range goldenSections {
+		data, err := os.ReadFile(filepath.Join(goldenDir, "v2", "tuning-"+s.Name+".bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Data = data
+		v2.Sections = append(v2.Sections, s)
+	}
+	f("version 2", cfg, v2, ErrCheckpointCorrupt, `section "meta" has version 2, written before sealed hours went to segment files`)
+	// Segments: damaged, misnamed, misplaced, listed but not loaded.
+	seg := func(i int) []byte { return golden.Segments[i].Sections[0].Data }
+	f("segment trailing", cfg, withSegment(golden, goldenSegments[0].Name, append(bytes.Clone(seg(0)), 0)), ErrCheckpointCorrupt, "1 bytes after the end")
+	renamed := withSegment(golden, "", nil)
+	renamed.Segments[0].Name = "minutes-2025-03-14T18"
+	f("segment of another hour", cfg, renamed, ErrCheckpointCorrupt, `in segment "minutes-2025-03-14T18"`)
+	moved := withSegment(golden, "", nil)
+	moved.Segments[0].Epoch = "week-2025-W11"
+	f("segment of the other tier", cfg, moved, ErrCheckpointCorrupt, `segment "minutes-2025-03-14T19" of week-2025-W11 holds 1 sections, want one "reach"`)
+	listed := withSegment(golden, "", nil)
+	listed.Segments[1].Sections = nil
+	f("segment listed, not loaded", cfg, listed, ErrCheckpointCorrupt, "not loaded")
+	damaged := withSegment(golden, "", nil)
+	damaged.Segments[0].Err = &ckpt.SectionError{Name: "minutes", Epoch: "day-2025-03-14", Err: ckpt.ErrKeyMismatch}
+	f("segment key mismatch", cfg, damaged, ErrCheckpointCorrupt, "does not open")
+	expired := withSegment(golden, "", nil)
+	expired.Segments[1].Sections, expired.Segments[1].Err = nil, &ckpt.SectionError{Name: "reach", Epoch: "week-2025-W11", Err: ckpt.ErrKeyGone}
+	if _, err := Restore(cfg, expired); err != nil {
+		t.Errorf("a segment whose key is gone is left out as expired, yet: %v", err)
+	}
+	for i := range golden.Segments {
+		for n := 0; n < len(seg(i)); n += max(1, len(seg(i))/512) {
+			_, err := Restore(cfg, withSegment(golden, goldenSegments[i].Name, seg(i)[:n]))
+			if !errors.Is(err, ErrCheckpointCorrupt) {
+				t.Fatalf("segment %q cut to %d of %d bytes: error %v", goldenSegments[i].Name, n, len(seg(i)), err)
+			}
+		}
+	}
 	// Every truncation of every section is a clear error, never a panic.
 	for _, s := range golden.Sections {
 		for n := 0; n < len(s.Data); n += max(1, len(s.Data)/512) {
@@ -620,17 +715,29 @@ func FuzzRestore(f *testing.F) {
 			f.Add(uint8(m), uint8(i), s.Data[:len(s.Data)/2])
 		}
 	}
-	for _, bad := range [][]byte{{}, {1}, {2}, {0}, {2, 0xff}, {2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 0, 0, 0}, bytes.Repeat([]byte{0x80}, 20)} {
-		for i := range goldenSections {
+	for _, bad := range [][]byte{{}, {1}, {2}, {3}, {0}, {3, 0xff}, {3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 0, 0}, {3, 0x80, 0x80, 0x01, 0}, bytes.Repeat([]byte{0x80}, 20)} {
+		for i := range len(goldenSections) + len(goldenSegments) {
 			f.Add(uint8(0), uint8(i), bad)
+		}
+	}
+	for m, g := range goldens {
+		for i, seg := range g.Segments {
+			data := seg.Sections[0].Data
+			f.Add(uint8(m), uint8(len(goldenSections)+i), data)
+			f.Add(uint8(m), uint8(len(goldenSections)+i), data[:len(data)/2])
 		}
 	}
 	f.Fuzz(func(t *testing.T, model, section uint8, data []byte) {
 		m := Model(model % 2)
 		key, _ := sketch.KeyFromBytes([]byte("golden-key-00016"))
 		cfg := Config{Model: m, Key: key, Shards: 2, Now: func() time.Time { return time.Date(2025, 3, 14, 21, 0, 0, 0, time.UTC) }}
-		s := goldenSections[int(section)%len(goldenSections)]
-		cp := withSection(goldens[m], s.Name, data, s.Epoch)
+		var cp *ckpt.Checkpoint
+		if i := int(section) % (len(goldenSections) + len(goldenSegments)); i < len(goldenSections) {
+			s := goldenSections[i]
+			cp = withSection(goldens[m], s.Name, data, s.Epoch)
+		} else {
+			cp = withSegment(goldens[m], goldenSegments[i-len(goldenSections)].Name, data)
+		}
 		a, err := Restore(cfg, cp)
 		if err != nil {
 			if !errors.Is(err, ErrCheckpointCorrupt) && !errors.Is(err, ErrCheckpointConfig) {
@@ -643,14 +750,23 @@ func FuzzRestore(f *testing.F) {
 		if m := a.firstOpen.Load(); m >= 0 {
 			a.SealThrough((m + 3) * msPerMinute)
 		}
+		// Queries decode what was restored: an error, never a panic.
+		h19 := time.Date(2025, 3, 14, 19, 0, 0, 0, time.UTC)
+		for _, w := range [][2]time.Time{{h19, h19.Add(time.Hour)}, {h19.Add(58 * time.Minute), h19.Add(62 * time.Minute)}} {
+			if _, err := a.Reach(nil, w[0], w[1]); err != nil && !errors.Is(err, ErrCheckpointCorrupt) && !errors.Is(err, ErrNoData) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrCrossEpoch) {
+				t.Fatalf("reach after restore: undocumented error %v", err)
+			}
+		}
 	})
 }
 
 // BenchmarkCheckpoint is a whole checkpoint of a national operator's state:
 // 500 channels, 2M devices in the tuning table, and sealed minutes (one
 // really sealed with every device credited, repeated through the store as
-// in dayOfMinutes). It reports how long ingest is held (pause), the copy,
-// the encoding and the store's write (zstd, AES-GCM, fsync), per checkpoint.
+// in dayOfMinutes). After a first checkpoint, which writes the segments of
+// the complete hours (first-ms), it reports per periodic checkpoint how long
+// ingest is held (pause), the copy, the encoding (and the segments of hours
+// completed since: none here) and the store's write (zstd, AES-GCM, fsync).
 // Run with -benchtime 1x; RATINGS_BENCH_MINUTES sets the sealed minutes.
 func BenchmarkCheckpoint(b *testing.B) {
 	const devices = 2_000_000
@@ -679,13 +795,32 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
+	// The first checkpoint writes the segments of the complete hours; the
+	// periodic ones measured after it only list them.
+	t0 := time.Now()
+	sn := a.Snapshot(nil)
+	if err := sn.WriteSegments(d); err != nil {
+		b.Fatal(err)
+	}
+	cp, err := sn.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := d.Write(cp, sn.Keys()); err != nil {
+		b.Fatal(err)
+	}
+	first := time.Since(t0)
 	var pause, snap, encode, write time.Duration
 	var size int64
 	b.ReportAllocs()
+	b.ResetTimer()
 	for b.Loop() {
 		t0 := time.Now()
 		sn := a.Snapshot(nil)
 		t1 := time.Now()
+		if err := sn.WriteSegments(d); err != nil {
+			b.Fatal(err)
+		}
 		cp, err := sn.Encode()
 		if err != nil {
 			b.Fatal(err)
@@ -705,6 +840,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		}
 	}
 	n := float64(b.N)
+	b.ReportMetric(first.Seconds()*1e3, "first-ms")
 	b.ReportMetric(float64(a.TuningTableSize()), "devices")
 	b.ReportMetric(float64(len(a.Minutes(benchStart, benchStart.Add(48*time.Hour)))), "sealed-minutes")
 	b.ReportMetric(pause.Seconds()*1e3/n, "pause-ms")

@@ -100,15 +100,17 @@ func rfc(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // reachMinutes counts minutes [lo, hi) of one day from the minute tier: the
 // complete hourly rollups of the whole hours in it, the minutes of the rest.
 func (a *Aggregator) reachMinutes(channels []string, lo, hi, horizon, day int64) (Reach, error) {
-	var parts []*sketch.Sketch
-	collect := func(total *sketch.Sketch, chans func(string) *sketch.Sketch) {
+	var parts []packed
+	var key *sketch.Key
+	collect := func(k *sketch.Key, total packed, chans func(string) packed) {
+		key = k
 		if len(channels) == 0 {
 			parts = append(parts, total)
 			return
 		}
 		for _, ch := range channels {
-			if sk := chans(ch); sk != nil {
-				parts = append(parts, sk)
+			if p := chans(ch); p != nil {
+				parts = append(parts, p)
 			}
 		}
 	}
@@ -122,15 +124,15 @@ func (a *Aggregator) reachMinutes(channels []string, lo, hi, horizon, day int64)
 	for m := lo; m < hi; {
 		if m%60 == 0 && m+60 <= hi {
 			if h := st.hours[hourOf(m)]; h != nil && h.complete {
-				collect(h.total, func(ch string) *sketch.Sketch { return h.chans[ch] })
+				collect(h.key, h.total, func(ch string) packed { return h.chans[ch] })
 				m += 60
 				continue
 			}
 		}
 		if sealed := st.minutes[m]; sealed != nil {
-			collect(sealed.total, func(ch string) *sketch.Sketch {
+			collect(sealed.key, sealed.packedTotal, func(ch string) packed {
 				if cm, ok := sealed.Channel(ch); ok {
-					return cm.sk
+					return cm.packed
 				}
 				return nil
 			})
@@ -138,13 +140,18 @@ func (a *Aggregator) reachMinutes(channels []string, lo, hi, horizon, day int64)
 		m++
 	}
 	st.mu.Unlock()
-	return Reach{Estimate: a.unionEstimate(parts), Tier: keys.Minute, Epoch: keys.Label(keys.Minute, day),
+	e, err := a.unionEstimate(key, parts)
+	if err != nil {
+		return Reach{}, fmt.Errorf("reach of the minute tier on %s: %w", keys.Label(keys.Minute, day), err)
+	}
+	return Reach{Estimate: e, Tier: keys.Minute, Epoch: keys.Label(keys.Minute, day),
 		From: minuteTime(lo), To: minuteTime(hi)}, nil
 }
 
 // reachHours counts hours [lo, hi) of one ISO week from the reach tier.
 func (a *Aggregator) reachHours(channels []string, lo, hi, horizon, week int64) (Reach, error) {
-	var parts []*sketch.Sketch
+	var parts []packed
+	var key *sketch.Key
 	st := &a.store
 	st.mu.Lock()
 	lo, hi, err := st.keptHoursLocked(lo, hi, horizon)
@@ -157,31 +164,51 @@ func (a *Aggregator) reachHours(channels []string, lo, hi, horizon, week int64) 
 		switch {
 		case h == nil:
 		case len(channels) == 0:
+			key = h.key
 			parts = append(parts, h.total)
 		default:
+			key = h.key
 			for _, ch := range channels {
-				if sk := h.chans[ch]; sk != nil {
-					parts = append(parts, sk)
+				if p := h.chans[ch]; p != nil {
+					parts = append(parts, p)
 				}
 			}
 		}
 	}
 	st.mu.Unlock()
-	return Reach{Estimate: a.unionEstimate(parts), Tier: keys.Reach, Epoch: keys.Label(keys.Reach, week),
+	e, err := a.unionEstimate(key, parts)
+	if err != nil {
+		return Reach{}, fmt.Errorf("reach of the reach tier in %s: %w", keys.Label(keys.Reach, week), err)
+	}
+	return Reach{Estimate: e, Tier: keys.Reach, Epoch: keys.Label(keys.Reach, week),
 		From: minuteTime(lo * 60), To: minuteTime(hi * 60)}, nil
 }
 
-// unionEstimate merges parts, sketches of one key epoch, outside any lock:
-// they are immutable (sealed minutes, complete rollups, reach hours).
-func (a *Aggregator) unionEstimate(parts []*sketch.Sketch) sketch.Estimate {
+// unionEstimate decodes and merges parts, packed sketches of one key epoch
+// (under key), outside any lock: they are immutable (sealed minutes,
+// complete rollups, reach hours). A part that does not decode (a damaged
+// restored sketch) is an error wrapping ErrCheckpointCorrupt, never a
+// panic.
+func (a *Aggregator) unionEstimate(key *sketch.Key, parts []packed) (sketch.Estimate, error) {
 	if len(parts) == 0 {
-		return sketch.Estimate{}
+		return sketch.Estimate{}, nil
 	}
-	u := a.newSketch(parts[0].Key())
-	for _, sk := range parts {
-		mustMerge(u, sk)
+	u := a.newSketch(key)
+	for _, p := range parts {
+		sk, err := p.unpack(key)
+		if err == nil && sk.Precision() != a.cfg.Precision {
+			err = fmt.Errorf("stored sketch of precision %d, want %d", sk.Precision(), a.cfg.Precision)
+		}
+		if err == nil {
+			err = u.Merge(sk)
+		}
+		if err != nil {
+			// Only a restored sketch can be damaged: its header was
+			// checked at restore, its payload is checked here.
+			return sketch.Estimate{}, fmt.Errorf("a restored sketch is damaged: %w: %w", ErrCheckpointCorrupt, err)
+		}
 	}
-	return u.Estimate()
+	return u.Estimate(), nil
 }
 
 // keptHoursLocked clips the hours [lo, hi) to those the reach tier holds,
@@ -207,8 +234,8 @@ func (st *store) keptHoursLocked(lo, hi, horizon int64) (int64, int64, error) {
 }
 
 // sealHours merges the shards' partials of each hour in hps into a
-// reach-tier hour, whose total is the union of its channels, estimates it
-// once and stores it.
+// reach-tier hour, whose total is the union of its channels, and stores it
+// packed.
 func (a *Aggregator) sealHours(hps []*hourPartial) {
 	if len(hps) == 0 {
 		return
@@ -224,7 +251,8 @@ func (a *Aggregator) sealHours(hps []*hourPartial) {
 		group := hps[:n]
 		hps = hps[n:]
 		key := group[0].key
-		h := &reachHour{chans: make(map[string]*sketch.Sketch), total: a.newSketch(key)}
+		total := a.newSketch(key)
+		h := &reachHour{hourSketches: hourSketches{key: key, chans: make(map[string]packed)}}
 		nch := 0
 		for _, hp := range group {
 			nch = max(nch, len(hp.chans))
@@ -238,11 +266,11 @@ func (a *Aggregator) sealHours(hps []*hourPartial) {
 			}
 			if len(cs) > 0 {
 				sk := a.hourUnion(key, cs)
-				h.chans[chNames[ch]] = sk
-				mustMerge(h.total, sk)
+				h.chans[chNames[ch]] = pack(sk)
+				mustMerge(total, sk)
 			}
 		}
-		h.total.Estimate() // compacted before queries share it
+		h.total = pack(total)
 		a.store.putReach(group[0].hour, h)
 	}
 }

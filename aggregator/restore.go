@@ -57,6 +57,8 @@ func (a *Aggregator) restore(cp *ckpt.Checkpoint) error {
 			return nil, r.err
 		case v == 1:
 			return nil, fmt.Errorf("section %q has version 1, written before key epochs (one key for every sketch); this build reads version %d only: start without it: %w", name, sectionVersion, ErrCheckpointCorrupt)
+		case v == 2:
+			return nil, fmt.Errorf("section %q has version 2, written before sealed hours went to segment files; this build reads version %d only: start without it: %w", name, sectionVersion, ErrCheckpointCorrupt)
 		case v != sectionVersion:
 			return nil, fmt.Errorf("section %q has version %d, this build reads %d: %w", name, v, sectionVersion, ErrCheckpointCorrupt)
 		}
@@ -96,6 +98,11 @@ func (a *Aggregator) restore(cp *ckpt.Checkpoint) error {
 			return err
 		}
 	}
+	// The segments first: their hours are older than the minutes and the
+	// open state of the day and week sections.
+	if err := a.restoreSegments(cp, &rs, decode); err != nil {
+		return err
+	}
 	last := [2]int64{-1, -1}
 	for _, s := range cp.Sections {
 		if s.Name == "meta" || s.Name == "names" || s.Name == "tuning" {
@@ -123,7 +130,43 @@ func (a *Aggregator) restore(cp *ckpt.Checkpoint) error {
 			return err
 		}
 	}
-	a.restoreRollup()
+	return a.restoreRollup()
+}
+
+// restoreSegments restores the complete hours of cp's segments, in order:
+// a tier's hours ascending. A segment whose epoch key is gone has expired
+// and is left out; any other problem is damage.
+func (a *Aggregator) restoreSegments(cp *ckpt.Checkpoint, rs *restoreState, decode func(string, []byte, func(*reader) error) error) error {
+	for i := range cp.Segments {
+		seg := &cp.Segments[i]
+		t, n, err := keys.ParseID(seg.Epoch)
+		if err != nil {
+			return fmt.Errorf("segment %q of epoch %q: %w", seg.Name, seg.Epoch, ErrCheckpointCorrupt)
+		}
+		want := "minutes"
+		if t == keys.Reach {
+			want = "reach"
+		}
+		key, ok := a.epochKey(t, n)
+		switch {
+		case seg.Err != nil && errors.Is(seg.Err, ckpt.ErrKeyGone) || !ok:
+			continue // expired or shredded
+		case seg.Err != nil:
+			return fmt.Errorf("segment %q: %w: %w", seg.Name, ErrCheckpointCorrupt, seg.Err)
+		case len(seg.Sections) != 1 || seg.Sections[0].Name != want || seg.Sections[0].Epoch != seg.Epoch:
+			return fmt.Errorf("segment %q of %s holds %d sections, want one %q sealed under its epoch (a segment listed, not loaded?): %w", seg.Name, seg.Epoch, len(seg.Sections), want, ErrCheckpointCorrupt)
+		}
+		var ref *ckpt.Segment
+		if seg.Size != 0 {
+			ref = &ckpt.Segment{Name: seg.Name, Epoch: seg.Epoch, Size: seg.Size, CRC: seg.CRC}
+		}
+		err = decode("segment "+seg.Name, seg.Sections[0].Data, func(r *reader) error {
+			return a.restoreSegment(r, rs, seg.Name, t, n, key, ref)
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -437,6 +480,26 @@ func (r *reader) est() sketch.Estimate {
 		return sketch.Estimate{}
 	}
 	return sketch.Estimate{Value: v, Low: v - lo, High: v + hi}
+}
+
+// packed reads a packed sealed sketch hashed under key. Only its header is
+// checked here (decoding every sealed sketch would cost seconds at 48 h of
+// minutes): the sections are checksummed and authenticated, and a payload
+// that does not decode later is a query's error, never a panic.
+func (r *reader) packed(a *Aggregator, key *sketch.Key) packed {
+	data := r.bytes(int(min(r.u(), math.MaxInt32)))
+	if r.err != nil {
+		return nil
+	}
+	p, err := sketch.CheckHeader(data, key)
+	if err == nil && p != a.cfg.Precision {
+		err = fmt.Errorf("precision %d, want %d", p, a.cfg.Precision)
+	}
+	if err != nil {
+		r.err = fmt.Errorf("section %q at byte %d: %w: %w", r.name, r.off, ErrCheckpointCorrupt, err)
+		return nil
+	}
+	return slices.Clone(data)
 }
 
 // sketch reads a sketch hashed under key.

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/ratingsd/ratingsd/aggregator/keys"
+	ckpt "github.com/ratingsd/ratingsd/aggregator/store"
 	"github.com/ratingsd/ratingsd/sketch"
 )
 
@@ -38,61 +39,63 @@ func (a *Aggregator) restoreDay(r *reader, rs *restoreState, d int64, key *sketc
 		}
 	}
 
-	st := &a.store
-	chNames, regNames := a.channels.all(), a.regions.all()
 	for range r.count(8) {
-		m := r.v()
-		if r.err == nil && (m <= rs.lastMinute || m < rs.first || m > rs.newest || m < start || m >= end) {
-			return r.fail("sealed minute %d after %d, kept %d..%d, day %s", m, rs.lastMinute, rs.first, rs.newest, keys.Label(keys.Minute, d))
+		if _, err := a.readMinute(r, rs, key, d, start, end, nil, nil); err != nil {
+			return err
 		}
-		rs.lastMinute = m
-		sealed := &Minute{Start: minuteTime(m)}
-		sealed.Total = r.est()
-		sealed.total = r.sketch(a, key)
-		k := r.count(5)
-		if r.err != nil {
-			return r.err
-		}
-		sealed.byName = make(map[string]int, k)
-		for i := range k {
-			cm := ChannelMinute{Channel: chNames[r.id(rs.nch)], Audience: r.est(), sk: r.sketch(a, key)}
-			if _, dup := sealed.byName[cm.Channel]; r.err == nil && (dup || cm.Channel == "") {
-				return r.fail("minute %d: channel %q twice or none", m, cm.Channel)
-			}
-			if sealed.Total.Value > 0 {
-				cm.Share = float64(cm.Audience.Value) / float64(sealed.Total.Value)
-			}
-			sealed.byName[cm.Channel] = int(i)
-			sealed.Channels = append(sealed.Channels, cm)
-		}
-		for range r.count(3) {
-			sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[r.id(rs.nch)], Region: regNames[r.id(rs.nreg)], Audience: exact(r.u())})
-		}
-		for range r.count(3) {
-			sealed.Flows = append(sealed.Flows, Flow{From: chNames[r.id(rs.nch)], To: chNames[r.id(rs.nch)], Devices: r.u()})
-		}
-		for range r.count(2) {
-			sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r.id(rs.nreg)], Count: r.u()})
-		}
-		if r.err != nil {
-			return r.err
-		}
-		st.minutes[m] = sealed
-	}
-
-	for range r.count(3) {
-		n := r.v()
-		total, chans := a.readHourSketches(r, rs, key)
-		if r.err != nil {
-			return r.err
-		}
-		complete := n < hourOf(rs.newest) || (n == hourOf(rs.newest) && rs.newest%60 == 59)
-		if _, dup := st.hours[n]; dup || rs.newest < 0 || !complete || n*60 < start || (n+1)*60 > end {
-			return r.fail("hourly rollup %d twice, outside day %s, or not complete at newest minute %d", n, keys.Label(keys.Minute, d), rs.newest)
-		}
-		st.hours[n] = &hour{chans: chans, total: total, complete: true}
 	}
 	return nil
+}
+
+// readMinute reads a sealed minute of day d ([start, end) in minutes)
+// under key and stores it, unless it is before the first minute kept (a
+// segment may hold minutes that retention dropped since). chNames and
+// regNames map the ids it reads to names; nil means the names section's.
+func (a *Aggregator) readMinute(r *reader, rs *restoreState, key *sketch.Key, d, start, end int64, chNames, regNames []string) (*Minute, error) {
+	if chNames == nil {
+		chNames, regNames = a.channels.all(), a.regions.all()
+	}
+	nch, nreg := uint64(len(chNames)-1), uint64(len(regNames)-1)
+	m := r.v()
+	if r.err == nil && (m <= rs.lastMinute || m > rs.newest || m < start || m >= end) {
+		return nil, r.fail("sealed minute %d after %d, kept %d..%d, day %s", m, rs.lastMinute, rs.first, rs.newest, keys.Label(keys.Minute, d))
+	}
+	rs.lastMinute = m
+	sealed := &Minute{Start: minuteTime(m), key: key}
+	sealed.Total = r.est()
+	sealed.packedTotal = r.packed(a, key)
+	k := r.count(5)
+	if r.err != nil {
+		return nil, r.err
+	}
+	sealed.byName = make(map[string]int, k)
+	for i := range k {
+		cm := ChannelMinute{Channel: chNames[r.id(nch)], Audience: r.est(), packed: r.packed(a, key)}
+		if _, dup := sealed.byName[cm.Channel]; r.err == nil && (dup || cm.Channel == "") {
+			return nil, r.fail("minute %d: channel %q twice or none", m, cm.Channel)
+		}
+		if sealed.Total.Value > 0 {
+			cm.Share = float64(cm.Audience.Value) / float64(sealed.Total.Value)
+		}
+		sealed.byName[cm.Channel] = int(i)
+		sealed.Channels = append(sealed.Channels, cm)
+	}
+	for range r.count(3) {
+		sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[r.id(nch)], Region: regNames[r.id(nreg)], Audience: exact(r.u())})
+	}
+	for range r.count(3) {
+		sealed.Flows = append(sealed.Flows, Flow{From: chNames[r.id(nch)], To: chNames[r.id(nch)], Devices: r.u()})
+	}
+	for range r.count(2) {
+		sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r.id(nreg)], Count: r.u()})
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if m >= rs.first {
+		a.store.minutes[m] = sealed
+	}
+	return sealed, nil
 }
 
 // readPartial reads the rest of an open minute's partial into p.
@@ -138,21 +141,23 @@ func (a *Aggregator) readPartial(r *reader, rs *restoreState, p *partial) error 
 	return r.err
 }
 
-// readHourSketches reads an hour's sketches under key: total, then per
-// channel.
-func (a *Aggregator) readHourSketches(r *reader, rs *restoreState, key *sketch.Key) (*sketch.Sketch, map[string]*sketch.Sketch) {
-	chNames := a.channels.all()
-	total := r.sketch(a, key)
-	chans := make(map[string]*sketch.Sketch)
+// readHourSketches reads an hour's packed sketches under key: total, then
+// per channel, whose ids are positions in names plus one.
+func (a *Aggregator) readHourSketches(r *reader, key *sketch.Key, names []string) hourSketches {
+	h := hourSketches{key: key, total: r.packed(a, key), chans: make(map[string]packed)}
 	for range r.count(3) {
-		name := chNames[r.id(rs.nch)]
-		sk := r.sketch(a, key)
-		if r.err == nil && (name == "" || chans[name] != nil) {
-			r.fail("hour: channel %q twice or none", name)
+		i := r.id(uint64(len(names)))
+		p := r.packed(a, key)
+		if r.err != nil {
+			break
 		}
-		chans[name] = sk
+		if i == 0 || h.chans[names[i-1]] != nil {
+			r.fail("hour: channel %d twice or none", i)
+			break
+		}
+		h.chans[names[i-1]] = p
 	}
-	return total, chans
+	return h
 }
 
 // restoreWeek decodes the section of ISO week w, whose key is key.
@@ -186,19 +191,6 @@ func (a *Aggregator) restoreWeek(r *reader, rs *restoreState, w int64, key *sket
 		}
 	}
 
-	st := &a.store
-	for range r.count(3) {
-		n := r.v()
-		if r.err == nil && (n <= rs.lastHour || n < rs.firstHour || n > rs.newestHour || n*60 < start || n*60 >= end) {
-			return r.fail("reach hour %d after %d, kept %d..%d, week %s", n, rs.lastHour, rs.firstHour, rs.newestHour, keys.Label(keys.Reach, w))
-		}
-		rs.lastHour = n
-		total, chans := a.readHourSketches(r, rs, key)
-		if r.err != nil {
-			return r.err
-		}
-		st.reach[n] = &reachHour{chans: chans, total: total}
-	}
 	return nil
 }
 
@@ -231,12 +223,12 @@ func (s *shard) mergeHour(hp *hourPartial) error {
 
 // restoreRollup rebuilds the hourly rollup of the newest sealed minute's
 // hour, if it is incomplete, from its minutes, in the order put merged
-// them.
-func (a *Aggregator) restoreRollup() {
+// them. A packed sketch that does not decode is damage.
+func (a *Aggregator) restoreRollup() error {
 	st := &a.store
 	hn := hourOf(st.newest)
 	if st.newest < 0 || st.hours[hn] != nil {
-		return
+		return nil
 	}
 	var h *hour
 	for m := max(hn*60, st.first); m <= st.newest; m++ {
@@ -245,13 +237,17 @@ func (a *Aggregator) restoreRollup() {
 			continue
 		}
 		if h == nil {
-			h = &hour{chans: make(map[string]*sketch.Sketch), total: a.newSketch(sealed.total.Key())}
+			h = &hour{live: &liveHour{chans: make(map[string]*sketch.Sketch), total: a.newSketch(sealed.key)}}
+			h.key = sealed.key
 		}
-		h.add(a, sealed)
+		if err := h.add(a, sealed); err != nil {
+			return fmt.Errorf("rebuild the rollup of hour %s: %w: %w", rfc(minuteTime(hn*60)), ErrCheckpointCorrupt, err)
+		}
 	}
 	if h != nil {
 		st.hours[hn] = h
 	}
+	return nil
 }
 
 // placePartial puts the partial p of the writer's shard from (of shards)
@@ -343,4 +339,84 @@ func (c *counter) merge(a *Aggregator, key *sketch.Key, o *counter) error {
 		}
 	}
 	return nil
+}
+
+// restoreSegment decodes the section of a segment: a complete hour of the
+// minute tier (its minutes and rollup) or of the reach tier, named name,
+// sealed under epoch t, n with key, and remembers ref as the segment that
+// holds it (nil: not written, as in a checkpoint encoded in memory).
+func (a *Aggregator) restoreSegment(r *reader, rs *restoreState, name string, t keys.Tier, e int64, key *sketch.Key, ref *ckpt.Segment) error {
+	start, end := a.cal.SpanMinutes(t, e)
+	n := r.v()
+	if r.err != nil {
+		return r.err
+	}
+	if n*60 < start || n*60 >= end || segmentName(t, n) != name {
+		return r.fail("hour %d in segment %q of %s", n, name, keys.ID(t, e))
+	}
+	if t == keys.Reach {
+		names := r.segmentNames(a.channels)
+		h := &reachHour{hourSketches: a.readHourSketches(r, key, names)}
+		switch {
+		case r.err != nil:
+			return r.err
+		case n <= rs.lastHour || n > rs.newestHour:
+			return r.fail("reach hour %d after %d, newest %d", n, rs.lastHour, rs.newestHour)
+		}
+		rs.lastHour = n
+		if n < rs.firstHour {
+			return nil // past retention since the segment was written
+		}
+		h.seg.Store(ref)
+		a.store.reach[n] = h
+		return nil
+	}
+	chans := r.segmentNames(a.channels)
+	regs := r.segmentNames(a.regions)
+	chNames, regNames := append([]string{""}, chans...), append([]string{""}, regs...)
+	for range r.count(8) {
+		m, err := a.readMinute(r, rs, key, e, start, end, chNames, regNames)
+		if err != nil {
+			return err
+		}
+		if hourOf(m.Start.Unix()/60) != n {
+			return r.fail("minute %s in the segment of hour %d", rfc(m.Start), n)
+		}
+	}
+	h := &hour{hourSketches: a.readHourSketches(r, key, chans), complete: true}
+	complete := n < hourOf(rs.newest) || (n == hourOf(rs.newest) && rs.newest%60 == 59)
+	switch {
+	case r.err != nil:
+		return r.err
+	case a.store.hours[n] != nil || rs.newest < 0 || !complete:
+		return r.fail("hourly rollup %d twice, or not complete at newest minute %d", n, rs.newest)
+	}
+	if (n+1)*60 > rs.first {
+		h.seg.Store(ref)
+		a.store.hours[n] = h
+	}
+	return nil
+}
+
+// segmentNames reads the names a segment uses; each must be one of known's
+// (the names section's).
+func (r *reader) segmentNames(known *names) []string {
+	n := r.count(2)
+	out := make([]string, 0, n)
+	for range n {
+		name := r.bytes(int(min(r.u(), 1<<16)))
+		if r.err != nil {
+			return nil
+		}
+		if _, ok := known.lookup(string(name)); !ok || len(name) == 0 {
+			r.fail("name %q is not in the names section", clip(name))
+			return nil
+		}
+		if len(out) > 0 && out[len(out)-1] >= string(name) {
+			r.fail("names out of order at %q", clip(name))
+			return nil
+		}
+		out = append(out, string(name))
+	}
+	return out
 }

@@ -31,7 +31,11 @@ type Minute struct {
 	// Zaps are tune events per region ("" for events without one).
 	Zaps []RegionCount
 
-	total *sketch.Sketch
+	// total is the live sketch of all channels from the sealer until
+	// store.put packs it into packedTotal (store.go), under key.
+	total       *sketch.Sketch
+	packedTotal packed
+	key         *sketch.Key
 	// byName indexes Channels.
 	byName map[string]int
 }
@@ -42,7 +46,8 @@ type ChannelMinute struct {
 	Audience sketch.Estimate // exact: Low == Value == High
 	Share    float64         // Audience / Total, 0..1
 
-	sk *sketch.Sketch
+	sk     *sketch.Sketch // live, until store.put packs it
+	packed packed
 }
 
 // Cell is the audience of a channel within a region.

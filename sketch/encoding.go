@@ -158,6 +158,42 @@ func Decode(data []byte, key *Key) (*Sketch, error) {
 	return s, nil
 }
 
+// CheckHeader checks the 16-byte header of an encoding under key, as
+// Decode does before it reads the payload (magic, version, precision,
+// flags, key), and returns the precision. It reads nothing past the header
+// and allocates nothing: a caller that keeps encodings and decodes them
+// later (a store of sealed sketches) checks them cheaply when it takes them
+// in, and must still handle Decode's errors about the payload. Errors wrap
+// Decode's sentinels.
+func CheckHeader(data []byte, key *Key) (uint8, error) {
+	if key == nil {
+		return 0, errors.New("sketch: check header: nil key")
+	}
+	if len(data) < headerSize {
+		return 0, fmt.Errorf("sketch: check header: header needs %d bytes, have %d: %w", headerSize, len(data), ErrCorrupt)
+	}
+	if !bytes.Equal(data[:4], magic[:]) {
+		return 0, fmt.Errorf("sketch: check header: magic %x, want %x: %w", data[:4], magic, ErrCorrupt)
+	}
+	if v := data[4]; v != formatVersion {
+		return 0, fmt.Errorf("sketch: check header: format version %d, know %d: %w", v, formatVersion, ErrVersion)
+	}
+	p := data[5]
+	if err := checkPrecision(p); err != nil {
+		return 0, fmt.Errorf("sketch: check header: %w", err)
+	}
+	if flags, reserved := data[6], data[7]; flags&^flagDense != 0 || reserved != 0 {
+		return 0, fmt.Errorf("sketch: check header: flags %#02x, reserved %#02x: %w", flags, reserved, ErrCorrupt)
+	}
+	if fp := Fingerprint(binary.BigEndian.Uint64(data[8:16])); fp != key.fp {
+		return 0, fmt.Errorf("sketch: check header: encoded under key %v, not %v: %w", fp, key.fp, ErrKeyMismatch)
+	}
+	if len(data) == headerSize {
+		return 0, fmt.Errorf("sketch: check header: no payload: %w", ErrCorrupt)
+	}
+	return p, nil
+}
+
 // checkLibHeader checks what format 1 pins in the library's encoding: its
 // version, the precision of the outer header, the representation of the
 // flags, and an empty temporary set (compacted) for sparse payloads.

@@ -287,7 +287,15 @@ func FuzzDecode(f *testing.F) {
 	}
 	key := seqKey(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		p, herr := CheckHeader(data, key)
+		if herr != nil && !errors.Is(herr, ErrCorrupt) && !errors.Is(herr, ErrVersion) &&
+			!errors.Is(herr, ErrPrecision) && !errors.Is(herr, ErrKeyMismatch) {
+			t.Fatalf("CheckHeader: undocumented error: %v", herr)
+		}
 		s, err := Decode(data, key)
+		if err == nil && (herr != nil || p != s.Precision()) {
+			t.Fatalf("Decode accepts what CheckHeader refuses (%v) or says precision %d, not %d", herr, p, s.Precision())
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) &&
 				!errors.Is(err, ErrPrecision) && !errors.Is(err, ErrKeyMismatch) {
@@ -324,4 +332,43 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding is not stable")
 		}
 	})
+}
+
+// TestCheckHeader: CheckHeader refuses what Decode refuses for its header,
+// with the same sentinels, and reads nothing past the header.
+func TestCheckHeader(t *testing.T) {
+	key := seqKey(t)
+	sk := mustNew(t, key, 12)
+	sk.AddHash(42)
+	good := encode(t, sk)
+	f := func(name string, data []byte, want error) {
+		t.Helper()
+		p, err := CheckHeader(data, key)
+		if want == nil {
+			if err != nil || p != 12 {
+				t.Errorf("%s: %d, %v; want precision 12", name, p, err)
+			}
+			return
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("%s: %v; want %v", name, err, want)
+		}
+	}
+	edit := func(i int, b byte) []byte { d := bytes.Clone(good); d[i] = b; return d }
+	other, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f("valid", good, nil)
+	f("payload damaged (not checked)", append(good[:headerSize:headerSize], 0xff), nil)
+	f("header only", good[:headerSize], ErrCorrupt)
+	f("short", good[:5], ErrCorrupt)
+	f("magic", edit(1, 'X'), ErrCorrupt)
+	f("version", edit(4, 2), ErrVersion)
+	f("precision", edit(5, 19), ErrPrecision)
+	f("flags", edit(6, 2), ErrCorrupt)
+	f("reserved", edit(7, 1), ErrCorrupt)
+	if _, err := CheckHeader(good, other); !errors.Is(err, ErrKeyMismatch) {
+		t.Errorf("other key: %v; want ErrKeyMismatch", err)
+	}
 }

@@ -8,8 +8,11 @@ package service
 // ISO week, which make the sealed sections of the checkpoints readable. The
 // engine deletes an epoch's key once its data has expired, which shreds
 // that epoch's sections in every checkpoint. The checkpoints live in
-// <-data>/checkpoints (package store). A checkpoint is written by one goroutine at a time (ckptMu): the
-// loop while the service runs, then Shutdown once the loop has ended.
+// <-data>/checkpoints (package store): each sealed hour of either tier is
+// written once, as a segment file, and every checkpoint file lists the
+// segments it depends on and holds the rest (docs/operations.md,
+// Durability). A checkpoint is written by one goroutine at a time (ckptMu):
+// the loop while the service runs, then Shutdown once the loop has ended.
 
 import (
 	"context"
@@ -160,7 +163,15 @@ func (s *Service) checkpoint() error {
 	return nil
 }
 
+// writeSnapshot writes the segments of the sealed hours that no checkpoint
+// holds yet (each once, one at a time), then the checkpoint file, which
+// lists every segment it depends on, then prunes: old checkpoints, and the
+// segments no kept checkpoint lists or whose key epoch is gone. It returns
+// the bytes written.
 func (s *Service) writeSnapshot(sn *aggregator.Snapshot) (int64, error) {
+	if err := sn.WriteSegments(s.store); err != nil {
+		return 0, fmt.Errorf("write sealed hours: %w", err)
+	}
 	cp, err := sn.Encode()
 	if err != nil {
 		return 0, fmt.Errorf("encode checkpoint: %w", err)
@@ -178,7 +189,11 @@ func (s *Service) writeSnapshot(sn *aggregator.Snapshot) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := s.store.Prune(store.DefaultKeep); err != nil {
+	var live store.KeyLookup
+	if s.keys != nil {
+		live = s.keys.Lookup
+	}
+	if err := s.store.PruneKeys(store.DefaultKeep, live); err != nil {
 		// The new checkpoint is written; old files left behind are
 		// retried at the next prune.
 		s.log.Warn("prune old checkpoints", "err", err)

@@ -52,7 +52,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.SetBytes(100 << 20)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := e.encode(io.Discard, cp, 1, keys.lookup); err != nil {
+		if _, err := e.encode(io.Discard, cp, 1, 0, keys.lookup); err != nil {
 			b.Fatal(err)
 		}
 	}

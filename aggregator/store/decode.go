@@ -30,19 +30,54 @@ var scratch = sync.Pool{New: func() any {
 // the sections, so a damaged file is refused before anything is inflated,
 // and allocates the raw size of the sections plus 1 MiB of scratch. The
 // result does not alias data.
+//
+// A checkpoint's Segments are listed, not read: Decode has only the bytes
+// of one file (Load reads them). A segment file is refused (ErrCorrupt):
+// DecodeSegment reads those.
 func Decode(data []byte, keys KeyLookup) (*Checkpoint, error) {
-	h, err := parseHeader(data[:min(len(data), headerSize)], int64(len(data)))
-	if err != nil {
-		return nil, fmt.Errorf("store: decode: %w", err)
-	}
-	if c := crc32.Checksum(data[headerSize:], castagnoli); c != h.bodyCRC {
-		return nil, fmt.Errorf("store: decode: body CRC-32C %08x, header says %08x: %w", c, h.bodyCRC, ErrChecksum)
-	}
-	cp, err := parseBody(bytes.NewReader(data[headerSize:]), h, keys)
+	cp, err := decode(data, false, keys)
 	if err != nil {
 		return nil, fmt.Errorf("store: decode: %w", err)
 	}
 	return cp, nil
+}
+
+// DecodeSegment returns the sections of the segment file in data, as Decode
+// does for a checkpoint file: errors wrap the same sentinels, and sections
+// that cannot be opened are listed in Unreadable. A checkpoint file is
+// refused (ErrCorrupt).
+func DecodeSegment(data []byte, keys KeyLookup) (*Checkpoint, error) {
+	cp, err := decode(data, true, keys)
+	if err != nil {
+		return nil, fmt.Errorf("store: decode segment: %w", err)
+	}
+	return cp, nil
+}
+
+func decode(data []byte, segment bool, keys KeyLookup) (*Checkpoint, error) {
+	h, err := parseHeader(data[:min(len(data), headerSize)], int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.isSegment(segment); err != nil {
+		return nil, err
+	}
+	if c := crc32.Checksum(data[headerSize:], castagnoli); c != h.bodyCRC {
+		return nil, fmt.Errorf("body CRC-32C %08x, header says %08x: %w", c, h.bodyCRC, ErrChecksum)
+	}
+	return parseBody(bytes.NewReader(data[headerSize:]), h, keys)
+}
+
+// isSegment checks that the file is a segment if segment is set, and a
+// checkpoint otherwise.
+func (h *header) isSegment(segment bool) error {
+	switch is := h.flags&flagSegment != 0; {
+	case is && !segment:
+		return fmt.Errorf("a segment file, not a checkpoint: %w", ErrCorrupt)
+	case !is && segment:
+		return fmt.Errorf("a checkpoint file, not a segment: %w", ErrCorrupt)
+	}
+	return nil
 }
 
 // loadFile decodes the file at path in two passes: the first checks the
@@ -58,6 +93,9 @@ func loadFile(path string, keys KeyLookup) (*Checkpoint, error) {
 	defer f.Close()
 	h, err := verifyFile(f)
 	if err != nil {
+		return nil, err
+	}
+	if err := h.isSegment(false); err != nil {
 		return nil, err
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, headerSize, int64(h.bodyLen)), 256<<10)
@@ -103,8 +141,9 @@ func parseHeader(b []byte, size int64) (header, error) {
 	if len(b) < 6 {
 		return header{}, fmt.Errorf("file ends at byte %d, inside the %d-byte header: %w", size, headerSize, ErrTruncated)
 	}
-	if v := binary.BigEndian.Uint16(b[4:6]); v != formatVersion {
-		return header{}, fmt.Errorf("format version %d; this build reads version %d: %w", v, formatVersion, ErrVersion)
+	v := binary.BigEndian.Uint16(b[4:6])
+	if v != 1 && v != formatVersion {
+		return header{}, fmt.Errorf("format version %d; this build reads versions 1 and %d: %w", v, formatVersion, ErrVersion)
 	}
 	if len(b) < headerSize {
 		return header{}, fmt.Errorf("file ends at byte %d, inside the %d-byte header: %w", size, headerSize, ErrTruncated)
@@ -113,10 +152,16 @@ func parseHeader(b []byte, size int64) (header, error) {
 	if stored != c {
 		return header{}, fmt.Errorf("header CRC-32C %08x, header says %08x: %w", c, stored, ErrChecksum)
 	}
-	if f := binary.BigEndian.Uint16(b[6:8]); f != 0 {
-		return header{}, fmt.Errorf("format version %d with flags %#04x; this build knows none: %w", formatVersion, f, ErrVersion)
+	f := binary.BigEndian.Uint16(b[6:8])
+	if v == 1 && f != 0 {
+		return header{}, fmt.Errorf("format version 1 with flags %#04x; this build knows none: %w", f, ErrVersion)
+	}
+	if f&^flagSegment != 0 {
+		return header{}, fmt.Errorf("format version %d with flags %#04x; this build knows %#04x only: %w", v, f, flagSegment, ErrVersion)
 	}
 	h := header{
+		version:   v,
+		flags:     f,
 		seq:       binary.BigEndian.Uint64(b[8:16]),
 		created:   binary.BigEndian.Uint64(b[16:24]),
 		streamSeq: binary.BigEndian.Uint64(b[24:32]),
@@ -173,6 +218,13 @@ func parseBody(r io.Reader, h header, keys KeyLookup) (*Checkpoint, error) {
 		Created:   time.Unix(0, int64(h.created)).UTC(),
 		StreamSeq: h.streamSeq,
 		Sections:  make([]Section, 0, min(uint64(h.sections), h.bodyLen/minSection)),
+	}
+	if h.version != 1 {
+		segs, err := readSegmentList(br, h.flags&flagSegment != 0)
+		if err != nil {
+			return nil, err
+		}
+		cp.Segments = segs
 	}
 	buf := scratch.Get().(*[]byte)
 	defer scratch.Put(buf)
@@ -315,4 +367,62 @@ func readChunks(br *bodyReader, sh *sectionHead, aad, buf []byte) (data []byte, 
 		data = data[:n+r]
 	}
 	return data, unreadable, nil
+}
+
+// minSegmentRef is the size of the smallest entry of a segment list.
+const minSegmentRef = 1 + 1 + 1 + 1 + 8 + 4
+
+// readSegmentList reads the segment list of a version 2 body; a segment's
+// own list must be empty.
+func readSegmentList(br *bodyReader, segment bool) ([]Segment, error) {
+	var b [8]byte
+	at := br.off
+	if err := br.full(b[:4], "segment count"); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(b[:4])
+	if segment && n != 0 {
+		return nil, fmt.Errorf("a segment file lists %d segments at byte %d: %w", n, at, ErrCorrupt)
+	}
+	if uint64(n) > br.left/minSegmentRef {
+		return nil, fmt.Errorf("%d segments at byte %d cannot fit in the %d bytes left: %w", n, at, br.left, ErrCorrupt)
+	}
+	segs := make([]Segment, 0, n)
+	seen := make(map[string]struct{}, n)
+	for i := range n {
+		at := br.off
+		var s Segment
+		for _, field := range []*string{&s.Name, &s.Epoch} {
+			l, err := br.byte("segment name length")
+			if err != nil {
+				return nil, err
+			}
+			p := make([]byte, l)
+			if err := br.full(p, "segment name"); err != nil {
+				return nil, err
+			}
+			*field = string(p)
+		}
+		if err := br.full(b[:8], "segment size"); err != nil {
+			return nil, err
+		}
+		s.Size = int64(binary.BigEndian.Uint64(b[:8]))
+		if err := br.full(b[:4], "segment checksum"); err != nil {
+			return nil, err
+		}
+		s.CRC = binary.BigEndian.Uint32(b[:4])
+		err := checkSegmentName(s.Name, s.Epoch)
+		if _, dup := seen[s.Name]; err == nil && dup {
+			err = fmt.Errorf("name %q listed twice", s.Name)
+		}
+		if err == nil && (s.Size < headerSize || s.Size > 1<<62) {
+			err = fmt.Errorf("segment %q of %d bytes", s.Name, s.Size)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("segment %d at byte %d: %w: %w", i, at, err, ErrCorrupt)
+		}
+		seen[s.Name] = struct{}{}
+		segs = append(segs, s)
+	}
+	return segs, nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,13 @@ type Dir struct {
 	// section the engine could not use), so it keeps older files to fall
 	// back on.
 	skipped map[string]int64
-	enc     encoder
+	// pending names the segments written since the last checkpoint:
+	// none lists them yet, and Prune leaves them alone.
+	pending map[string]bool
+	// lists remembers, by name, the segment lists of checkpoint files of
+	// the size noted, so that Prune reads each once.
+	lists map[string]fileList
+	enc   encoder
 	// wrap, if set, wraps the temporary file's writer: the seam through
 	// which tests make writes fail.
 	wrap func(io.Writer) io.Writer
@@ -56,6 +63,9 @@ type File struct {
 	Path string
 	Seq  uint64
 	Size int64 // bytes
+	// Segments are the segment files the checkpoint lists (references:
+	// no Sections), those Write wrote with their Size and CRC.
+	Segments []Segment
 }
 
 // Open opens the checkpoint directory at path, creating it (mode 0700) if it
@@ -82,7 +92,8 @@ func Open(path string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dir{path: path, lock: lock, next: 1, good: make(map[string]int64), skipped: make(map[string]int64)}
+	d := &Dir{path: path, lock: lock, next: 1, good: make(map[string]int64), skipped: make(map[string]int64),
+		pending: make(map[string]bool), lists: make(map[string]fileList)}
 	if err := d.openLocked(); err != nil {
 		d.Close()
 		return nil, err
@@ -97,7 +108,7 @@ func (d *Dir) openLocked() error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, filePrefix) && strings.HasSuffix(name, tempSuffix) {
+		if (strings.HasPrefix(name, filePrefix) || strings.HasPrefix(name, segmentPrefix)) && strings.HasSuffix(name, tempSuffix) {
 			if err := os.Remove(filepath.Join(d.path, name)); err != nil {
 				return fmt.Errorf("store: open checkpoint directory %s: remove a crashed write: %w", d.path, err)
 			}
@@ -190,41 +201,60 @@ func compareSeq(a, b uint64) int {
 
 // Write writes cp as the directory's next checkpoint, sealing each section
 // that has an Epoch under that epoch's key from keys, and returns the new
-// file. It writes a temporary file in the directory, fsyncs it, renames it
-// to its final name and fsyncs the directory. On error (a bad section, an
-// epoch key that is gone, ENOSPC, EROFS, EDQUOT, EIO, …) it removes the
-// temporary file and returns an error naming the file and wrapping the
-// cause; the directory then holds no new file that LoadNewest would take,
-// and a later Write succeeds once the cause is gone.
+// file. First it writes each of cp.Segments that has no Size yet as a
+// segment file (see WriteSegment); the checkpoint lists them all. Each file
+// is a temporary file in the directory, fsynced, renamed to its final name,
+// and the directory fsynced. On error (a bad section, an epoch key that is
+// gone, ENOSPC, EROFS, EDQUOT, EIO, …) it removes the temporary file and
+// returns an error naming the file and wrapping the cause; the directory
+// then holds no new checkpoint that LoadNewest would take (segments
+// written before the failure stay, for the next Write to list, or Prune to
+// delete), and a later Write succeeds once the cause is gone.
 func (d *Dir) Write(cp *Checkpoint, keys KeyLookup) (File, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.lock == nil {
 		return File{}, fmt.Errorf("store: write checkpoint in %s: directory closed", d.path)
 	}
+	c := *cp
+	if c.Created.IsZero() {
+		c.Created = time.Now()
+	}
+	c.Segments = make([]Segment, len(cp.Segments))
+	for i := range cp.Segments {
+		s := &cp.Segments[i]
+		if s.Size != 0 {
+			c.Segments[i] = s.ref()
+			continue
+		}
+		ref, err := d.writeSegmentLocked(s, keys)
+		if err != nil {
+			return File{}, err
+		}
+		c.Segments[i] = ref
+	}
 	seq := d.next
 	final := filepath.Join(d.path, fileName(seq))
-	if cp.Created.IsZero() {
-		c := *cp
-		c.Created = time.Now()
-		cp = &c
-	}
-	size, err := d.writeLocked(cp, seq, final, keys)
+	size, _, err := d.writeLocked(&c, seq, 0, final, keys)
 	if err != nil {
 		return File{}, fmt.Errorf("store: write checkpoint %s: %w", final, err)
 	}
 	d.next = seq + 1
 	d.good[filepath.Base(final)] = size
-	return File{Path: final, Seq: seq, Size: size}, nil
+	d.lists[filepath.Base(final)] = fileList{size: size, segs: c.Segments}
+	clear(d.pending)
+	return File{Path: final, Seq: seq, Size: size, Segments: c.Segments}, nil
 }
 
-// writeLocked writes, syncs and renames the temporary file. A failure after
-// the rename (syncing the directory) leaves a complete, valid file that a
-// power loss may undo; it is still reported.
-func (d *Dir) writeLocked(cp *Checkpoint, seq uint64, final string, keys KeyLookup) (size int64, err error) {
-	tmp, err := os.CreateTemp(d.path, fileName(seq)+"-*"+tempSuffix)
+// writeLocked writes, syncs and renames the temporary file of cp (a
+// checkpoint, or with flagSegment a segment), and returns its size and
+// header checksum. A failure after the rename (syncing the directory)
+// leaves a complete, valid file that a power loss may undo; it is still
+// reported.
+func (d *Dir) writeLocked(cp *Checkpoint, seq uint64, flags uint16, final string, keys KeyLookup) (size int64, crc uint32, err error) {
+	tmp, err := os.CreateTemp(d.path, filepath.Base(final)+"-*"+tempSuffix)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	renamed := false
 	defer func() {
@@ -237,31 +267,32 @@ func (d *Dir) writeLocked(cp *Checkpoint, seq uint64, final string, keys KeyLook
 	if d.wrap != nil {
 		w = d.wrap(tmp)
 	}
-	h, err := d.enc.encode(w, cp, seq, keys)
+	h, err := d.enc.encode(w, cp, seq, flags, keys)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The header goes last, over the zeros encode wrote first: its
 	// checksum covers the body's, so a file is only valid once whole.
 	hdr := h.encode()
 	if _, err := tmp.WriteAt(hdr[:], 0); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := tmp.Sync(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := tmp.Close(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	renamed = true
 	size = headerSize + int64(h.bodyLen)
+	crc = binary.BigEndian.Uint32(hdr[48:52])
 	if err := syncDir(d.path); err != nil {
-		return size, fmt.Errorf("sync directory after rename: %w", err)
+		return size, crc, fmt.Errorf("sync directory after rename: %w", err)
 	}
-	return size, nil
+	return size, crc, nil
 }
 
 func syncDir(path string) error {
@@ -273,12 +304,21 @@ func syncDir(path string) error {
 }
 
 // Prune removes every checkpoint file older than the keep-th newest good one,
-// keep ≥ 1: good is written by this Dir, or passing its checksums and not
-// passed over by Load. So the file a start-up fell back to is never removed
-// while the files newer than it are damaged or unusable; those stay for
-// inspection until enough good files are written after them. A file that
-// cannot be removed does not stop the others; the error joins the failures.
-func (d *Dir) Prune(keep int) error {
+// keep ≥ 1: good is written by this Dir, or passing its checksums, with
+// every segment it lists present, and not passed over by Load. So the file a
+// start-up fell back to is never removed while the files newer than it are
+// damaged or unusable; those stay for inspection until enough good files are
+// written after them. Then it removes the segment files that no checkpoint
+// file left lists (but not those written since the last checkpoint). A file
+// that cannot be removed does not stop the others; the error joins the
+// failures. Prune is PruneKeys with no keys.
+func (d *Dir) Prune(keep int) error { return d.PruneKeys(keep, nil) }
+
+// PruneKeys is Prune that also removes the segment files of the epochs
+// whose key keys no longer has (they are unreadable in any case, and Load
+// does not read them), even where a kept checkpoint lists them. keys may be
+// nil.
+func (d *Dir) PruneKeys(keep int, keys KeyLookup) error {
 	if keep < 1 {
 		return fmt.Errorf("store: prune %s: keep %d checkpoints; want at least 1", d.path, keep)
 	}
@@ -289,31 +329,36 @@ func (d *Dir) Prune(keep int) error {
 		return fmt.Errorf("store: prune: list checkpoint directory %s: %w", d.path, err)
 	}
 	var errs []error
+	var kept []File
 	good := 0
 	for _, f := range files {
 		name := filepath.Base(f.Path)
 		if good >= keep {
 			if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("store: prune: %w", err))
+				kept = append(kept, f)
 				continue
 			}
 			delete(d.good, name)
 			delete(d.skipped, name)
+			delete(d.lists, name)
 			continue
 		}
+		kept = append(kept, f)
 		if size, ok := d.skipped[name]; ok && size == f.Size {
 			continue // a load passed it over: it is no fallback
 		}
-		if size, ok := d.good[name]; ok && size == f.Size {
-			good++
-			continue
-		}
-		if verify(f.Path) == nil {
+		if size, ok := d.good[name]; !ok || size != f.Size {
+			if verify(f.Path) != nil {
+				continue
+			}
 			d.good[name] = f.Size
+		}
+		if d.segmentsPresent(f, keys) {
 			good++
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, d.pruneSegmentsLocked(kept, keys))...)
 }
 
 func verify(path string) error {

@@ -107,6 +107,14 @@ func sameCheckpoint(got, want *Checkpoint) error {
 			return fmt.Errorf("section %d: got %q/%q with %d bytes; want %q/%q with %d bytes", i, g.Name, g.Epoch, len(g.Data), w.Name, w.Epoch, len(w.Data))
 		}
 	}
+	if len(got.Segments) != len(want.Segments) {
+		return fmt.Errorf("got %d segments; want %d", len(got.Segments), len(want.Segments))
+	}
+	for i := range got.Segments {
+		if g, w := got.Segments[i].ref(), want.Segments[i].ref(); g.Name != w.Name || g.Epoch != w.Epoch || g.Size != w.Size || g.CRC != w.CRC {
+			return fmt.Errorf("segment %d: got %+v; want %+v", i, g, w)
+		}
+	}
 	return nil
 }
 
@@ -301,7 +309,7 @@ func TestLoadNewestSkipsBadFiles(t *testing.T) {
 	}
 	damage(files[4], func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b })        // body
 	damage(files[3], func(b []byte) []byte { b[10] ^= 1; return b })                 // header
-	damage(files[2], func(b []byte) []byte { return setVersion(b, 2) })              // future version
+	damage(files[2], func(b []byte) []byte { return setVersion(b, 3) })              // future version
 	damage(files[1], func(b []byte) []byte { return append(b, "trailing junk"...) }) // appended to
 	cp, bad, err := d.LoadNewest(keys.lookup)
 	if err != nil || cp == nil || cp.Seq != files[0].Seq {
@@ -313,7 +321,7 @@ func TestLoadNewestSkipsBadFiles(t *testing.T) {
 	}{
 		{ErrChecksum, "body CRC-32C"},
 		{ErrChecksum, "header CRC-32C"},
-		{ErrVersion, "format version 2"},
+		{ErrVersion, "format version 3"},
 		{ErrCorrupt, "13 bytes after the end of the body"},
 	}
 	if len(bad) != len(want) {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -17,14 +18,18 @@ import (
 
 // The layout is documented in the package doc (File format).
 const (
-	formatVersion = 1
+	formatVersion = 2
 	headerSize    = 52
-	chunkSize     = 1 << 20 // raw bytes per chunk
-	saltSize      = 32
-	tagSize       = 16 // AES-GCM
-	minKeySize    = 16
-	maxNameLen    = 255
-	flagZstd      = 1 << 31
+	// flagSegment marks a segment file (version 2 header flags).
+	flagSegment = 1
+	// maxSegmentName bounds a segment's name.
+	maxSegmentName = 128
+	chunkSize      = 1 << 20 // raw bytes per chunk
+	saltSize       = 32
+	tagSize        = 16 // AES-GCM
+	minKeySize     = 16
+	maxNameLen     = 255
+	flagZstd       = 1 << 31
 	// maxSections is what the header's section count can say.
 	maxSections = 1<<32 - 1
 	keyInfo     = "ratingsd/store v1 section key\x00"
@@ -71,6 +76,7 @@ func mustDecoder() *zstd.Decoder {
 
 // header is the fixed part of a file (see the package doc).
 type header struct {
+	version, flags          uint16 // version 0 means formatVersion
 	seq, created, streamSeq uint64
 	bodyLen                 uint64
 	sections                uint32
@@ -80,8 +86,12 @@ type header struct {
 func (h *header) encode() [headerSize]byte {
 	var b [headerSize]byte
 	copy(b[0:4], magic[:])
-	binary.BigEndian.PutUint16(b[4:6], formatVersion)
-	binary.BigEndian.PutUint16(b[6:8], 0)
+	v := h.version
+	if v == 0 {
+		v = formatVersion
+	}
+	binary.BigEndian.PutUint16(b[4:6], v)
+	binary.BigEndian.PutUint16(b[6:8], h.flags)
 	binary.BigEndian.PutUint64(b[8:16], h.seq)
 	binary.BigEndian.PutUint64(b[16:24], h.created)
 	binary.BigEndian.PutUint64(b[24:32], h.streamSeq)
@@ -98,10 +108,13 @@ type encoder struct {
 	// rand supplies the salts; nil means crypto/rand. Tests set a seeded
 	// source to make files reproducible.
 	rand io.Reader
-	bw   *bufio.Writer
-	zbuf []byte // a compressed chunk
-	sbuf []byte // a sealed chunk
-	shdr []byte // the section header, then the additional data of a chunk
+	// version is the format version to write: 0 is formatVersion; tests
+	// write 1 to keep the golden files of version 1.
+	version uint16
+	bw      *bufio.Writer
+	zbuf    []byte // a compressed chunk
+	sbuf    []byte // a sealed chunk
+	shdr    []byte // the section header, then the additional data of a chunk
 }
 
 // crcWriter counts and checksums what goes through it.
@@ -120,9 +133,15 @@ func (c *crcWriter) Write(p []byte) (int, error) {
 
 // check validates cp and derives the sealing key of each sealed section
 // before any byte is written, so that a bad checkpoint fails without I/O.
-func (e *encoder) check(cp *Checkpoint, keys KeyLookup) ([]cipher.AEAD, [][saltSize]byte, error) {
+func (e *encoder) check(cp *Checkpoint, flags uint16, keys KeyLookup) ([]cipher.AEAD, [][saltSize]byte, error) {
 	if uint64(len(cp.Sections)) > maxSections {
 		return nil, nil, fmt.Errorf("%d sections; at most %d fit", len(cp.Sections), maxSections)
+	}
+	if e.version == 1 && (len(cp.Segments) > 0 || flags != 0) {
+		return nil, nil, errors.New("format version 1 has no segments")
+	}
+	if err := checkSegmentList(cp.Segments); err != nil {
+		return nil, nil, err
 	}
 	seen := make(map[string]struct{}, len(cp.Sections))
 	aeads := make([]cipher.AEAD, len(cp.Sections))
@@ -190,8 +209,8 @@ func sectionAEAD(keys KeyLookup, epoch string, salt []byte) (cipher.AEAD, error)
 // encode writes headerSize zero bytes (the caller writes the real header over
 // them once the body is known) and the body of cp to w, and returns the
 // header.
-func (e *encoder) encode(w io.Writer, cp *Checkpoint, seq uint64, keys KeyLookup) (header, error) {
-	aeads, salts, err := e.check(cp, keys)
+func (e *encoder) encode(w io.Writer, cp *Checkpoint, seq uint64, flags uint16, keys KeyLookup) (header, error) {
+	aeads, salts, err := e.check(cp, flags, keys)
 	if err != nil {
 		return header{}, err
 	}
@@ -208,6 +227,11 @@ func (e *encoder) encode(w io.Writer, cp *Checkpoint, seq uint64, keys KeyLookup
 		return header{}, err
 	}
 	cw := &crcWriter{w: e.bw}
+	if e.version != 1 {
+		if _, err := cw.Write(appendSegmentList(e.shdr[:0], cp.Segments)); err != nil {
+			return header{}, err
+		}
+	}
 	for i, s := range cp.Sections {
 		if err := e.section(cw, &s, aeads[i], salts[i][:]); err != nil {
 			return header{}, err
@@ -217,6 +241,8 @@ func (e *encoder) encode(w io.Writer, cp *Checkpoint, seq uint64, keys KeyLookup
 		return header{}, err
 	}
 	return header{
+		version:   e.version,
+		flags:     flags,
 		seq:       seq,
 		created:   uint64(cp.Created.UnixNano()),
 		streamSeq: cp.StreamSeq,
@@ -298,4 +324,58 @@ func compressible(chunk, buf []byte) bool {
 	}
 	z := zenc.EncodeAll(chunk[:sampleSize], buf)
 	return len(z) < sampleSize-sampleSize/32
+}
+
+// checkSegmentList checks the references of a checkpoint's segment list.
+func checkSegmentList(segs []Segment) error {
+	if len(segs) > maxSections {
+		return fmt.Errorf("%d segments; at most %d fit", len(segs), maxSections)
+	}
+	seen := make(map[string]struct{}, len(segs))
+	for i := range segs {
+		s := &segs[i]
+		if err := checkSegmentName(s.Name, s.Epoch); err != nil {
+			return fmt.Errorf("segment %d: %w", i, err)
+		}
+		if _, dup := seen[s.Name]; dup {
+			return fmt.Errorf("segment %d: name %q listed twice", i, s.Name)
+		}
+		seen[s.Name] = struct{}{}
+		if s.Size < headerSize {
+			return fmt.Errorf("segment %q: size %d; a written segment has at least %d bytes", s.Name, s.Size, headerSize)
+		}
+	}
+	return nil
+}
+
+// checkSegmentName checks a segment's name and epoch.
+func checkSegmentName(name, epoch string) error {
+	if len(name) == 0 || len(name) > maxSegmentName {
+		return fmt.Errorf("segment name of %d bytes, want 1..%d", len(name), maxSegmentName)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("segment name %q: byte %d is not [A-Za-z0-9-]", name, i)
+		}
+	}
+	if len(epoch) == 0 || len(epoch) > maxNameLen {
+		return fmt.Errorf("segment %q: epoch id of %d bytes, want 1..%d", name, len(epoch), maxNameLen)
+	}
+	return nil
+}
+
+// appendSegmentList appends the segment list of a version 2 body.
+func appendSegmentList(dst []byte, segs []Segment) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(segs)))
+	for i := range segs {
+		s := &segs[i]
+		dst = append(dst, byte(len(s.Name)))
+		dst = append(dst, s.Name...)
+		dst = append(dst, byte(len(s.Epoch)))
+		dst = append(dst, s.Epoch...)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(s.Size))
+		dst = binary.BigEndian.AppendUint32(dst, s.CRC)
+	}
+	return dst
 }

@@ -24,9 +24,15 @@ const goldenDir = "../../testdata/store"
 // crypto/rand).
 func encodeBytes(t testing.TB, cp *Checkpoint, seq uint64, keys KeyLookup, rnd io.Reader) []byte {
 	t.Helper()
+	return encodeFile(t, cp, seq, formatVersion, 0, keys, rnd)
+}
+
+// encodeFile is encodeBytes of a format version, with header flags.
+func encodeFile(t testing.TB, cp *Checkpoint, seq uint64, version, flags uint16, keys KeyLookup, rnd io.Reader) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	e := encoder{rand: rnd}
-	h, err := e.encode(&buf, cp, seq, keys)
+	e := encoder{rand: rnd, version: version}
+	h, err := e.encode(&buf, cp, seq, flags, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +80,19 @@ func runs(n int) []byte {
 }
 
 var goldens = []struct {
-	file string
-	seq  uint64
-	cp   func() *Checkpoint
+	file    string
+	version uint16
+	flags   uint16 // flagSegment: a segment file
+	seq     uint64
+	cp      func() *Checkpoint
 	// shredded lists the sections of cp that are unreadable when read,
 	// their epoch key being gone.
 	shredded []string
 }{
-	{"v1-empty.rtck", 1, func() *Checkpoint {
+	{"v1-empty.rtck", 1, 0, 1, func() *Checkpoint {
 		return &Checkpoint{Created: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
 	}, nil},
-	{"v1-sections.rtck", 42, func() *Checkpoint {
+	{"v1-sections.rtck", 1, 0, 42, func() *Checkpoint {
 		return &Checkpoint{
 			Created:   time.Date(2026, 3, 2, 12, 30, 0, 123456789, time.UTC),
 			StreamSeq: 987654321,
@@ -98,13 +106,36 @@ var goldens = []struct {
 			},
 		}
 	}, []string{"minutes/day-2026-03-01"}},
-	{"v1-chunks.rtck", 1 << 40, func() *Checkpoint {
+	{"v1-chunks.rtck", 1, 0, 1 << 40, func() *Checkpoint {
 		return &Checkpoint{
 			Created:   time.Date(2026, 3, 2, 23, 59, 59, 999999999, time.UTC),
 			StreamSeq: 1,
 			Sections: []Section{
 				{Name: "plain", Data: runs(5 << 19)},
 				{Name: "sealed", Epoch: "week-2026-W10", Data: runs(5<<19 + 1)},
+			},
+		}
+	}, nil},
+	{"v2-segments.rtck", 2, 0, 43, func() *Checkpoint {
+		return &Checkpoint{
+			Created:   time.Date(2026, 3, 2, 12, 30, 30, 0, time.UTC),
+			StreamSeq: 987654400,
+			Sections: []Section{
+				{Name: "counts", Data: countsBytes(1, 400)},
+				{Name: "minutes/day-2026-03-02", Epoch: "day-2026-03-02", Data: randomBytes(3, 300)},
+			},
+			Segments: []Segment{
+				{Name: "minutes-2026-03-01T23", Epoch: "day-2026-03-01", Size: 70000, CRC: 0xdeadbeef},
+				{Name: "minutes-2026-03-02T11", Epoch: "day-2026-03-02", Size: 52 + 9000, CRC: 1},
+				{Name: "reach-2026-03-02T11", Epoch: "week-2026-W10", Size: 1 << 40, CRC: 0xffffffff},
+			},
+		}
+	}, nil},
+	{"v2-segment.rtsg", 2, flagSegment, 0, func() *Checkpoint {
+		return &Checkpoint{
+			Created: time.Date(2026, 3, 2, 12, 0, 1, 0, time.UTC),
+			Sections: []Section{
+				{Name: "minutes", Epoch: "day-2026-03-02", Data: randomBytes(5, 5000)},
 			},
 		}
 	}, nil},
@@ -120,7 +151,7 @@ func TestGolden(t *testing.T) {
 		t.Run(g.file, func(t *testing.T) {
 			keys := goldenKeys()
 			want := g.cp()
-			made := encodeBytes(t, want, g.seq, keys.lookup, rand.NewChaCha8([32]byte{1}))
+			made := encodeFile(t, want, g.seq, g.version, g.flags, keys.lookup, rand.NewChaCha8([32]byte{1}))
 			path := filepath.Join(goldenDir, g.file)
 			if *update {
 				if err := os.MkdirAll(goldenDir, 0o755); err != nil {
@@ -140,7 +171,11 @@ func TestGolden(t *testing.T) {
 			for _, e := range []string{"day-2026-03-01"} {
 				keys.delete(e)
 			}
-			got, err := Decode(file, keys.lookup)
+			decode := Decode
+			if g.flags&flagSegment != 0 {
+				decode = DecodeSegment
+			}
+			got, err := decode(file, keys.lookup)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,10 +298,11 @@ func TestWrongVersion(t *testing.T) {
 			t.Errorf("%s: %v; want ErrVersion saying %q", why, err, text)
 		}
 	}
-	f("version 2", func(b []byte) []byte { return setVersion(b, 2) }, "format version 2; this build reads version 1")
+	f("version 3", func(b []byte) []byte { return setVersion(b, 3) }, "format version 3; this build reads versions 1 and 2")
 	f("version 0", func(b []byte) []byte { return setVersion(b, 0) }, "format version 0")
-	f("version 2, other header", func(b []byte) []byte { b[4], b[5] = 0, 2; return b[:20] }, "format version 2")
-	f("flags", func(b []byte) []byte { b[7] = 4; return fixHeaderCRC(b) }, "flags 0x0004")
+	f("version 3, other header", func(b []byte) []byte { b[4], b[5] = 0, 3; return b[:20] }, "format version 3")
+	f("flags", func(b []byte) []byte { b[7] = 4; return fixHeaderCRC(b) }, "flags 0x0004; this build knows 0x0001 only")
+	f("version 1 flags", func(b []byte) []byte { b[5], b[7] = 1, 1; return fixHeaderCRC(b) }, "format version 1 with flags 0x0001")
 }
 
 // malformed holds inputs each broken in one way, with the error they must
@@ -279,12 +315,21 @@ func malformed(t testing.TB) []struct {
 	file, _, _ := smallFile(t)
 	keys := newKeyring("day-1")
 	// frame wraps a hand-made body of n sections in a valid header.
-	frame := func(n uint32, body ...[]byte) []byte {
+	frameFile := func(version, flags uint16, n uint32, body ...[]byte) []byte {
 		joined := bytes.Join(body, nil)
-		h := header{seq: 1, bodyLen: uint64(len(joined)), sections: n, bodyCRC: crc32.Checksum(joined, castagnoli)}
+		h := header{version: version, flags: flags, seq: 1, bodyLen: uint64(len(joined)), sections: n, bodyCRC: crc32.Checksum(joined, castagnoli)}
 		hdr := h.encode()
 		return append(hdr[:], joined...)
 	}
+	// frame is a version 1 body (no segment list); frame2 a version 2 one.
+	frame := func(n uint32, body ...[]byte) []byte { return frameFile(1, 0, n, body...) }
+	frame2 := func(n uint32, body ...[]byte) []byte { return frameFile(2, 0, n, body...) }
+	ref := func(name, epoch string, size uint64) []byte {
+		b := append([]byte{byte(len(name))}, name...)
+		b = append(append(b, byte(len(epoch))), epoch...)
+		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, size), 7)
+	}
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 	plain := func(name string, rawLen uint64) []byte { return sectionHeader(nil, name, "", nil, rawLen) }
 	word := func(zst bool, n int) []byte {
 		w := uint32(n)
@@ -326,6 +371,16 @@ func malformed(t testing.TB) []struct {
 		{"zstd inflates to less", frame(1, plain("a", 2000), word(true, len(thousand)), thousand), ErrCorrupt},
 		{"bytes after the last section", frame(1, plain("a", 0), []byte{0}), ErrCorrupt},
 		{"sealed chunk shorter than its tag", fixFraming(append(sealedTiny[:len(sealedTiny)-19-4], word(false, 3)...)), ErrCorrupt},
+		{"v2 without a segment list", frame2(0), ErrCorrupt},
+		{"v2 segment list cut", frame2(0, u32(1), ref("a", "day-1", 100)[:5]), ErrCorrupt},
+		{"v2 segment count past the body", frame2(0, u32(1<<30), ref("a", "day-1", 100)), ErrCorrupt},
+		{"v2 segment name empty", frame2(0, u32(1), ref("", "day-1", 100)), ErrCorrupt},
+		{"v2 segment name not [A-Za-z0-9-]", frame2(0, u32(1), ref("a/b", "day-1", 100)), ErrCorrupt},
+		{"v2 segment without an epoch", frame2(0, u32(1), ref("a", "", 100)), ErrCorrupt},
+		{"v2 segment listed twice", frame2(0, u32(2), ref("a", "day-1", 100), ref("a", "day-1", 100)), ErrCorrupt},
+		{"v2 segment smaller than a header", frame2(0, u32(1), ref("a", "day-1", 51)), ErrCorrupt},
+		{"v2 segment file listing segments", frameFile(2, flagSegment, 0, u32(1), ref("a", "day-1", 100)), ErrCorrupt},
+		{"v2 segment file, not a checkpoint", frameFile(2, flagSegment, 0, u32(0)), ErrCorrupt},
 		{"sealed under an unknown epoch", edit(func(b []byte) []byte { return b }), nil},
 	}
 }
@@ -379,6 +434,13 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, in := range [][]byte{data, fixFraming(data)} {
+			if seg, err := DecodeSegment(in, keys.lookup); err != nil {
+				if seg != nil || !isOneOf(err, framingErrors) {
+					t.Fatalf("DecodeSegment: %v (segment %v)", err, seg)
+				}
+			} else if len(seg.Segments) != 0 {
+				t.Fatalf("DecodeSegment: a segment listing %d segments", len(seg.Segments))
+			}
 			cp, err := Decode(in, keys.lookup)
 			if err != nil {
 				if cp != nil || !isOneOf(err, framingErrors) {

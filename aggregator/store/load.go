@@ -21,8 +21,9 @@ var ErrUnusable = errors.New("checkpoint unusable")
 type Skipped struct {
 	Path string // the file
 	Seq  uint64 // its sequence number, from its name
-	// Err wraps ErrTruncated, ErrChecksum, ErrVersion, ErrCorrupt or
-	// ErrUnusable, or is the I/O error that stopped the file's reading.
+	// Err wraps ErrTruncated, ErrChecksum, ErrVersion, ErrCorrupt,
+	// ErrSegment or ErrUnusable, or is the I/O error that stopped the
+	// file's reading.
 	Err error
 }
 
@@ -33,9 +34,11 @@ func (s *Skipped) Error() string {
 func (s *Skipped) Unwrap() error { return s.Err }
 
 // Reason names the kind of problem in a word, for a metric label:
-// truncated, checksum, version, corrupt, unusable or io.
+// segment, truncated, checksum, version, corrupt, unusable or io.
 func (s *Skipped) Reason() string {
 	switch {
+	case errors.Is(s.Err, ErrSegment):
+		return "segment"
 	case errors.Is(s.Err, ErrTruncated):
 		return "truncated"
 	case errors.Is(s.Err, ErrChecksum):
@@ -81,6 +84,9 @@ func (d *Dir) load(keys KeyLookup, accept func(*Checkpoint) error) (cp *Checkpoi
 	}
 	for _, f := range files {
 		cp, err := loadFile(f.Path, keys)
+		if err == nil {
+			err = d.loadSegments(f.Path, cp, keys)
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, true, nil
 		}

@@ -21,31 +21,58 @@
 // # Concurrency
 //
 // A Dir holds an exclusive lock on its directory (flock on the file LOCK),
-// so two processes cannot checkpoint into one directory. Write and Prune
-// serialize on the Dir's mutex and may be called from any goroutine; a
-// Write runs on the caller's goroutine and uses one core. Load and
-// Decode read only finished files or the caller's bytes and are safe to run
-// concurrently with anything. Write neither modifies nor retains the
+// so two processes cannot checkpoint into one directory. Write,
+// WriteSegment and Prune serialize on the Dir's mutex and may be called
+// from any goroutine; a Write runs on the caller's goroutine and uses one
+// core. Load and Decode read only finished files or the caller's bytes and
+// are safe to run concurrently with anything. Write neither modifies nor retains the
 // Checkpoint, so the caller can write from a consistent copy of its state
 // while ingest goes on.
 //
-// # File format, version 1
+// # Segments
+//
+// Sealed data that never changes (a complete hour of minutes) need not be
+// written again by every checkpoint. The engine gives it as a Segment: an
+// immutable file written once (segment-<name>.rtsg, in the same format,
+// atomically too), which every later checkpoint lists by name, epoch, size
+// and header checksum instead of holding it. Write writes the segments of a
+// checkpoint that have no size yet (WriteSegment writes one ahead of it),
+// then the checkpoint file. Load reads the listed segments of a checkpoint
+// with it: a segment whose epoch key is gone has expired and is reported in
+// its Err, unread (it may be deleted); a segment that is missing, or whose
+// size, checksums or structure do not match the list, makes the checkpoint
+// unusable (ErrSegment), and Load falls back to an older one. Prune deletes
+// the segments that no checkpoint it keeps lists, and those of expired
+// epochs (PruneKeys).
+//
+// # File format, version 2
 //
 // A checkpoint is the file checkpoint-<seq>.rtck, seq in 20 decimal digits,
-// so that names sort like sequence numbers. Integers are big-endian.
+// so that names sort like sequence numbers; a segment is the file
+// segment-<name>.rtsg. Integers are big-endian.
 //
 //	offset  size  field
 //	0       4     magic "RTCK"
-//	4       2     format version: 1
-//	6       2     flags: 0
-//	8       8     sequence number
+//	4       2     format version: 2 (1 is read too)
+//	6       2     flags: bit 0 set = a segment; others 0 (version 1: 0)
+//	8       8     sequence number (a segment: 0)
 //	16      8     created at, Unix nanoseconds
 //	24      8     stream sequence (JetStream; 0 = none)
 //	32      8     body length B in bytes
 //	40      4     section count
 //	44      4     CRC-32C (Castagnoli) of the body
 //	48      4     CRC-32C of bytes 0..47
-//	52      B     body: the sections, one after another
+//	52      B     body: the segment list (version 2 only), then the
+//	              sections, one after another
+//
+// The segment list is a 4-byte count S (0 in a segment), then S entries:
+//
+//	1       name length n, 1..128
+//	n       name: [A-Za-z0-9-], unique in the list
+//	1       epoch length e, 1..255
+//	e       epoch id: the segment's sections are sealed under it
+//	8       the segment file's size in bytes
+//	4       the segment file's header CRC-32C (bytes 48..51 of it)
 //
 // A section is:
 //
@@ -71,10 +98,12 @@
 // is the section's bytes from its name length to its raw length, then the
 // chunk's 4-byte word. The salt makes every section's key new, so chunk
 // counters never repeat a nonce under a key. Compression comes before
-// encryption, because ciphertext does not compress.
+// encryption, because ciphertext does not compress. Every section of a
+// segment is sealed under the segment's epoch.
 //
-// Golden files of version 1 are in testdata/store; a new version adds its own
-// and keeps decoding the old.
+// Version 1 is version 2 without the segment list and with no flags. Golden
+// files of both versions are in testdata/store; this build writes version 2
+// and keeps decoding version 1.
 package store
 
 import (
@@ -84,7 +113,8 @@ import (
 )
 
 // Every error of Decode, and of Load about a file it could read, wraps
-// exactly one of the first four; a section that cannot be opened is reported
+// exactly one of the first four (Load's about a checkpoint's segment wraps
+// ErrSegment too); a section that cannot be opened is reported
 // with ErrKeyGone or ErrKeyMismatch in Checkpoint.Unreadable. Open wraps
 // ErrLocked.
 var (
@@ -108,6 +138,10 @@ var (
 	// ErrLocked: another Dir, in this or another process, holds the
 	// directory.
 	ErrLocked = errors.New("checkpoint directory in use")
+	// ErrSegment: a segment file that a checkpoint lists is missing, or is
+	// not the file the list describes (size, checksum, structure). Load
+	// passes over such a checkpoint.
+	ErrSegment = errors.New("checkpoint segment missing or damaged")
 )
 
 // KeyLookup returns the key material of a key epoch by its id, at least 16
@@ -129,6 +163,12 @@ type Checkpoint struct {
 	// Sections hold the engine's state; names are unique and 1..255
 	// bytes long.
 	Sections []Section
+	// Segments are the segment files the checkpoint depends on, names
+	// unique. Write writes those whose Size is 0 (and which must then
+	// carry their Sections) before the checkpoint, and lists them all;
+	// Load reads each one's Sections back (Decode, from bytes alone, only
+	// the list).
+	Segments []Segment
 	// Unreadable lists, for a decoded checkpoint, the sealed sections that
 	// were skipped because their epoch key is gone or does not open them.
 	// Write ignores it.
@@ -171,3 +211,33 @@ func (e *SectionError) Error() string {
 }
 
 func (e *SectionError) Unwrap() error { return e.Err }
+
+// Segment is an immutable file of sealed data that checkpoints share (see
+// Segments in the package doc). A Segment with a Size is a reference to the
+// file written; one without carries the Sections to write.
+type Segment struct {
+	// Name is 1..128 bytes of [A-Za-z0-9-], unique in the directory: the
+	// file is segment-<Name>.rtsg. Writing a segment of an existing name
+	// replaces the file (atomically).
+	Name string
+	// Epoch is the key epoch every section of the segment is sealed under
+	// (1..255 bytes): once its key is gone, the segment has expired.
+	Epoch string
+	// Size and CRC identify the file written: its length in bytes and its
+	// header's CRC-32C, which covers the body's. Zero before it is written.
+	Size int64
+	CRC  uint32
+	// Sections are the segment's content: given to write it, filled in by
+	// Load; nil in a reference, and when Err is set.
+	Sections []Section
+	// Err says, for a loaded segment, why its sections were not read: its
+	// epoch key is gone (ErrKeyGone: expired; the file is not read) or
+	// does not open a section (ErrKeyMismatch). It is a *SectionError
+	// naming the segment.
+	Err error
+}
+
+// ref returns the segment without its content.
+func (s *Segment) ref() Segment {
+	return Segment{Name: s.Name, Epoch: s.Epoch, Size: s.Size, CRC: s.CRC}
+}
