@@ -292,7 +292,7 @@ func (m *Metrics) CheckpointFailed() { m.checkpointFailures.Inc() }
 
 // CheckpointSkipped counts a checkpoint file passed over at start-up, by
 // the store's one-word reason (truncated, checksum, version, corrupt,
-// unusable, io).
+// unusable, segment, io).
 func (m *Metrics) CheckpointSkipped(reason string) {
 	m.set.GetOrCreateCounter(`ratings_checkpoint_skipped_total{reason="` + reason + `"}`).Inc()
 }

@@ -117,4 +117,4 @@ func TestCheckpointWritesFail(t *testing.T) {
 	}
 }
 
-var checkpointName = regexp.MustCompile(`^checkpoint-[0-9]{20}\.rtck$`)
+var checkpointName = regexp.MustCompile(`^(checkpoint-[0-9]{20}\.rtck|segment-[A-Za-z0-9-]+\.rtsg)$`)
