@@ -33,6 +33,24 @@ func (c *counter) add(a *Aggregator, key *sketch.Key, h uint64) {
 	c.insert(a, key, h)
 }
 
+// addKnown is add that also reports whether h is certainly already in
+// the counter: only an exact set can tell (dense registers cannot say
+// whether a hash is new), so a dense counter always answers false.
+func (c *counter) addKnown(a *Aggregator, key *sketch.Key, h uint64) (had bool) {
+	c.credits++
+	if c.dense != nil {
+		c.dense.AddHash(h)
+		return false
+	}
+	if !c.set.add(h) {
+		return true
+	}
+	if c.set.len() > denseAbove {
+		c.toDense(a, key)
+	}
+	return false
+}
+
 // mark adds hash h, made under key, and sets credits to 1: the counters of
 // a reach-tier hour count devices, not credits.
 func (c *counter) mark(a *Aggregator, key *sketch.Key, h uint64) {

@@ -1,7 +1,9 @@
 package aggregator
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"sync/atomic"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
@@ -16,11 +18,18 @@ func minuteOf(ts int64) int64 { return ts / msPerMinute }
 // keeps. hash is the device's pseudonym (the pseudonym key's hash of its
 // identifier).
 type item struct {
-	hash   uint64
+	hash uint64
+	// Set by shard.ingest's first pass (Events): the pseudonym hashed
+	// under the minute's key and, if pair is pairNew, the hour's.
+	mh, hh uint64
 	ts     int64
 	ch     uint32
 	region uint32
-	kind   event.Kind
+	// idx is the device's tuning-table index when shard.ingest began, or
+	// -1 (Tuning).
+	idx  int32
+	kind event.Kind
+	pair uint8 // (Events) see pairNone
 }
 
 // Writer ingests events into an Aggregator. It holds the scratch space of the
@@ -32,6 +41,7 @@ type Writer struct {
 	buckets  [][]item
 	channels map[string]uint32 // unlocked cache in front of a.channels
 	regions  map[string]uint32
+	names    *nameCache // in front of channels and regions
 	// The keys of the epochs of both tiers that meet the minutes
 	// [keyFrom, keyTo] are in the Aggregator's key cache (epochs.go).
 	keyFrom, keyTo int64
@@ -44,6 +54,7 @@ func (a *Aggregator) NewWriter() *Writer {
 		buckets:  make([][]item, len(a.shards)),
 		channels: make(map[string]uint32),
 		regions:  make(map[string]uint32),
+		names:    new(nameCache),
 		keyFrom:  1,
 	}
 }
@@ -52,8 +63,35 @@ func (a *Aggregator) NewWriter() *Writer {
 // Decoder returns only such events). Rejected events are counted in rej by
 // reason; the others are accepted. It returns the number accepted.
 func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
+	return w.write(evs, rej, 0, false)
+}
+
+// WriteAt is Write for a stream consumer: it also records pos, the stream
+// position the events end at (the JetStream sequence of their message),
+// while it holds the ingest gate, so that Snapshot sees the events and the
+// position together or neither: the position a checkpoint records then
+// never trails (or leads) its state, and a restart that resumes after it
+// replays no message whose events the checkpoint holds. With no events it
+// records pos alone (a message whose events were all rejected by the
+// decoder, or the position a consumer starts at).
+func (w *Writer) WriteAt(evs []event.Event, rej *event.Rejections, pos uint64) int {
+	return w.write(evs, rej, pos, true)
+}
+
+// StreamPosition returns the position recorded by the last WriteAt that
+// returned (0 before any). It only loads a word, without a lock: a
+// Snapshot's pos function may call it, and then gets the position of
+// exactly the events the snapshot holds.
+func (a *Aggregator) StreamPosition() uint64 { return a.stats.streamPos.Load() }
+
+func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at bool) int {
 	a := w.a
 	if len(evs) == 0 {
+		if at {
+			a.gate.RLock()
+			a.stats.streamPos.Store(pos)
+			a.gate.RUnlock()
+		}
 		return 0
 	}
 	wall := a.cfg.Now()
@@ -93,12 +131,12 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 			}
 			w.keyFrom, w.keyTo = from, to
 		}
-		ch, ok := w.intern(w.channels, a.channels, e.Channel)
+		ch, ok := w.internCached(w.channels, a.channels, e.Channel, 0)
 		if !ok {
 			w.reject(rej, event.ChannelLimit, e, "channel %q would exceed the limit of %d channels", clip(e.Channel), a.cfg.MaxChannels)
 			continue
 		}
-		region, ok := w.intern(w.regions, a.regions, e.Region)
+		region, ok := w.internCached(w.regions, a.regions, e.Region, 1)
 		if !ok {
 			w.reject(rej, event.ChannelLimit, e, "region %q would exceed the limit of %d regions", clip(e.Region), a.cfg.MaxChannels)
 			continue
@@ -121,6 +159,9 @@ func (w *Writer) Write(evs []event.Event, rej *event.Rejections) int {
 	if batchMax > 0 {
 		a.advance(batchMax, wall.UnixNano())
 	}
+	if at {
+		a.stats.streamPos.Store(pos) // before the gate is released (deferred)
+	}
 	return accepted
 }
 
@@ -134,6 +175,60 @@ func (a *Aggregator) shardOf(h uint64, ch uint32) uint64 {
 		return uint64(ch) & a.mask
 	}
 	return h & a.mask
+}
+
+// nameCache is a small direct-mapped cache, per Writer, of the ids of
+// names of up to 16 bytes, in front of the Writer's maps: a name is looked
+// up by its first and last 8 bytes (which overlap, so together they are
+// the whole name) with one multiply and compared as two words and a
+// length, instead of a string hash and a map probe per event (profiled:
+// 10% of ingest). Ids never change once given, so entries stay valid; a
+// collision or a longer name goes through the maps as before.
+type nameCache [2][nameCacheSize]nameEntry // channels, regions
+
+// nameCacheBits sizes the nameCache; a collision costs a map lookup.
+const (
+	nameCacheBits = 9
+	nameCacheSize = 1 << nameCacheBits
+)
+
+type nameEntry struct {
+	w0, w1 uint64
+	n, id  uint32 // n = 0: empty
+}
+
+// nameWords returns the first and last 8 bytes of a name of 1..16 bytes
+// (a shorter one zero-padded), which determine it given its length.
+func nameWords(name []byte) (w0, w1 uint64) {
+	if len(name) >= 8 {
+		return binary.LittleEndian.Uint64(name), binary.LittleEndian.Uint64(name[len(name)-8:])
+	}
+	for i, c := range name {
+		w0 |= uint64(c) << (8 * i)
+	}
+	return w0, 0
+}
+
+// internCached is intern behind the nameCache (which is 0 for channels,
+// 1 for regions).
+func (w *Writer) internCached(cache map[string]uint32, n *names, name []byte, which int) (uint32, bool) {
+	if len(name) == 0 {
+		return 0, true
+	}
+	if len(name) > 16 {
+		return w.intern(cache, n, name)
+	}
+	w0, w1 := nameWords(name)
+	x := (w0 ^ bits.RotateLeft64(w1, 29) ^ uint64(len(name))) * 0x9E3779B97F4A7C15
+	e := &w.names[which][x>>(64-nameCacheBits)]
+	if e.w0 == w0 && e.w1 == w1 && e.n == uint32(len(name)) {
+		return e.id, true
+	}
+	id, ok := w.intern(cache, n, name)
+	if ok {
+		*e = nameEntry{w0: w0, w1: w1, n: uint32(len(name)), id: id}
+	}
+	return id, ok
 }
 
 func (w *Writer) intern(cache map[string]uint32, n *names, name []byte) (uint32, bool) {
@@ -227,8 +322,11 @@ func (a *Aggregator) watermarkAt(wallNS int64) int64 {
 // Stats are the aggregator's running counters.
 type Stats struct {
 	accepted atomic.Uint64
-	rejected [event.NumReasons]atomic.Uint64
-	sealed   atomic.Uint64
+	// streamPos is the position recorded by WriteAt, changed only under
+	// the ingest gate held shared.
+	streamPos atomic.Uint64
+	rejected  [event.NumReasons]atomic.Uint64
+	sealed    atomic.Uint64
 }
 
 // Accepted returns the number of events accepted so far.

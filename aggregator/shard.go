@@ -27,18 +27,31 @@ type shard struct {
 	hours []*hourPartial
 
 	// Tuning table (Tuning model only): device hash → index into devs.
+	// index is the same as devIdx, faster: the per-event path uses it.
+	// devIdx is kept for what reads or fills the table as a map (restore);
+	// the index is rebuilt from it when they differ (syncIndexLocked).
 	devIdx map[uint64]int32
+	index  devIndex
 	devs   []device
 	free   []int32
 	// overflow holds the minute accumulators of devices that watched more
 	// than accSlots channels in it, by device hash.
 	overflow map[uint64][]credit
+	// sizes: see partial.sizes.
+	sizes []uint16
+	// lastPairs is the number of (cell, device) pairs of the last minute
+	// handed to the sealer (Events), to size the next minute's table.
+	lastPairs int
+	// sink takes the loads of ingest's first pass (see ingest), so that
+	// they are not optimized away.
+	sink uint64
+
 	// viewing counts devices currently on each (channel, region) cell, for
 	// the "now" figures: key is cellKey(ch, region).
-	// It is a countMap with wrapping arithmetic (a decrement adds 2^32-1):
-	// every net count is non-negative. Profiled: as a Go map, updating it
-	// on every channel change took a fifth of end-to-end ingest.
-	viewing countMap
+	// It counts with wrapping arithmetic (a decrement adds 2^32-1): every
+	// net count is non-negative. Profiled: as a Go map, updating it on
+	// every channel change took a fifth of end-to-end ingest.
+	viewing viewCounts
 }
 
 func newShard(a *Aggregator) *shard {
@@ -70,6 +83,11 @@ type partial struct {
 	pairs hashSet
 	flows map[uint64]uint32 // cellKey(from, to) → devices (tuning)
 	zaps  map[uint32]uint32 // region → tune events
+	// sizes are the shard's channel audiences of the last minute it
+	// handed to the sealer, capped at denseAbove, by channel id: what to
+	// size a channel's set for when its first device comes (chanLocked).
+	// Shared with other partials: read only.
+	sizes []uint16
 }
 
 // partialLocked returns the partial of minute m (m >= nextSeal), creating it.
@@ -90,9 +108,19 @@ func (s *shard) partialLocked(m int64) *partial {
 		key:    s.a.keyOfMinute(keys.Minute, m),
 		hour:   s.hourLocked(hourOf(m)),
 		zaps:   make(map[uint32]uint32),
+		sizes:  s.sizes,
 	}
 	if s.a.cfg.Model == Tuning {
 		p.flows = make(map[uint64]uint32)
+	} else {
+		// A minute's (cell, device) pairs number about the previous
+		// minute's: size the table for them at once rather than
+		// rehashing it ever larger as the minute fills.
+		n := s.lastPairs
+		if i > 0 {
+			n = s.open[i-1].pairs.len()
+		}
+		p.pairs.reserve(n)
 	}
 	s.open = append(s.open, nil)
 	copy(s.open[i+1:], s.open[i:])
@@ -101,7 +129,16 @@ func (s *shard) partialLocked(m int64) *partial {
 	return p
 }
 
-func (p *partial) chanLocked(ch uint32) *counter { return growChans(&p.chans, ch) }
+func (p *partial) chanLocked(ch uint32) *counter {
+	c := growChans(&p.chans, ch)
+	if c.set.slots == nil && c.dense == nil && int(ch) < len(p.sizes) {
+		// The channel's first device this minute: make room for as
+		// many as it had in the last minute sealed (up to denseAbove),
+		// rather than rehashing the set ever larger as they come.
+		c.set.reserve(int(p.sizes[ch]))
+	}
+	return c
+}
 
 func growChans(cs *[]counter, ch uint32) *counter {
 	if int(ch) >= len(*cs) {
@@ -162,9 +199,22 @@ func (hp *hourPartial) addLocked(a *Aggregator, pid uint64, ch uint32) {
 
 // ingest applies items (all hashed onto this shard) and returns how many it
 // accepted.
+//
+// It goes over the items twice. The first pass computes what each needs
+// from its own fields (in the Events model, its hash under the minute's
+// key) and loads, without using them, the table slots the second pass will
+// probe: those loads do not depend on each other, so the processor has
+// many cache misses in flight at once instead of one per event (the
+// tables of a minute are megabytes, probed at random). The second pass
+// applies the items in order, as before.
 func (s *shard) ingest(items []item, rej *event.Rejections) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.a.cfg.Model == Events {
+		s.prepareEventsLocked(items)
+	} else {
+		s.prepareTuningLocked(items)
+	}
 	accepted := 0
 	for i := range items {
 		it := &items[i]
@@ -194,15 +244,199 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 	return accepted
 }
 
+// prepareEventsLocked is ingest's first pass in the Events model, in
+// loops whose iterations do not depend on each other: it sets each counted
+// item's mh, touches its slot of pairs (or of an exact channel counter),
+// then adds the item's (cell, device) pair (in item order, as the second
+// pass would: the first of two equal pairs is the new one), and for a new
+// pair computes hh and touches the cell's count and the exact channel and
+// hour sets that countLocked will probe. It opens the partials the second
+// pass would open, no others.
+func (s *shard) prepareEventsLocked(items []item) {
+	for i := range items {
+		it := &items[i]
+		m := minuteOf(it.ts)
+		if m < s.nextSeal || it.kind == event.Standby || it.ch == 0 {
+			continue
+		}
+		it.mh = s.partialLocked(m).key.HashUint64(it.hash)
+		it.pair = pairUnknown
+		if it.region != 0 {
+			it.pair = pairToAdd
+		}
+	}
+	var sink uint64
+	p := s.last
+	for i := range items {
+		it := &items[i]
+		if it.pair == pairNone {
+			continue
+		}
+		if m := minuteOf(it.ts); p == nil || p.minute != m {
+			p = s.openLocked(m)
+		}
+		if it.pair == pairToAdd {
+			sink += p.pairs.peek(pairKey(it.mh, it.ch, it.region))
+		} else if int(it.ch) < len(p.chans) {
+			sink += p.chans[it.ch].set.peek(it.mh)
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.pair != pairToAdd {
+			continue
+		}
+		if m := minuteOf(it.ts); p == nil || p.minute != m {
+			p = s.openLocked(m)
+		}
+		if !p.pairs.add(pairKey(it.mh, it.ch, it.region)) {
+			it.pair = pairSeen
+			continue
+		}
+		it.pair = pairNew
+		it.hh = p.hour.key.HashUint64(it.hash)
+	}
+	for i := range items {
+		it := &items[i]
+		if it.pair != pairNew {
+			continue
+		}
+		if m := minuteOf(it.ts); p == nil || p.minute != m {
+			p = s.openLocked(m)
+		}
+		sink += p.cells.peek(cellKey(it.ch, it.region))
+		if int(it.ch) < len(p.chans) {
+			sink += p.chans[it.ch].set.peek(it.mh)
+		}
+		if int(it.ch) < len(p.hour.chans) {
+			sink += p.hour.chans[it.ch].set.peek(it.hh)
+		}
+	}
+	s.sink += sink
+}
+
+// pairKey is the key in partial.pairs of a device of minute-tier hash h in
+// the cell (ch, region).
+func pairKey(h uint64, ch, region uint32) uint64 {
+	return h ^ (cellKey(ch, region) * 0x9E3779B97F4A7C15)
+}
+
+// item.pair: what ingest's first pass did about the item's (cell, device)
+// pair (Events model).
+const (
+	pairNone    = iota // not counted (or not yet prepared)
+	pairUnknown        // counted, with no region: no pair
+	pairToAdd          // counted in a region; the pair is not added yet
+	pairNew            // the pair was added: new in this minute
+	pairSeen           // the pair was already there
+)
+
+// prepareTuningLocked is ingest's first pass in the Tuning model: it
+// loads each item's slot of the device index, then finds each known
+// device's entry (now in cache), sets the item's idx to it (-1 if
+// unknown) and loads the entry.
+func (s *shard) prepareTuningLocked(items []item) {
+	s.syncIndexLocked()
+	var sink uint64
+	for i := range items {
+		sink += s.index.peek(items[i].hash)
+	}
+	for i := range items {
+		it := &items[i]
+		idx, ok := s.index.get(it.hash)
+		if !ok {
+			it.idx = -1
+			continue
+		}
+		it.idx = idx
+		d := &s.devs[idx]
+		sink += uint64(d.last) + uint64(d.reachCh)
+	}
+	s.sink += sink
+}
+
+// syncIndexLocked rebuilds the device index from devIdx if they differ.
+// Both change together on the per-event path; only a restore fills devIdx
+// alone. The index holds a subset of devIdx (what is deleted leaves both),
+// so equal sizes mean equal contents.
+func (s *shard) syncIndexLocked() {
+	if s.index.n == len(s.devIdx) {
+		return
+	}
+	s.index = devIndex{}
+	for h, idx := range s.devIdx {
+		s.index.put(h, idx)
+	}
+}
+
+// openLocked returns the open partial of minute m, or nil.
+func (s *shard) openLocked(m int64) *partial {
+	for _, p := range s.open {
+		if p.minute == m {
+			return p
+		}
+	}
+	return nil
+}
+
 // countEventLocked is the whole Events model: the device counts in its
 // event's (channel, minute).
 func (s *shard) countEventLocked(it *item, m int64) {
 	if it.kind == event.Standby || it.ch == 0 {
 		return
 	}
-	p := s.partialLocked(m)
-	p.creditLocked(s.a, it.hash, it.ch, it.region)
-	p.hour.addLocked(s.a, it.hash, it.ch)
+	s.partialLocked(m).countLocked(s.a, it)
+}
+
+// countLocked counts the device of item it (pseudonym it.hash, minute-tier
+// hash it.mh) on its channel (in its region) in this minute and in its
+// hour (Events model), doing only the work that can change something.
+// Invariant: a (cell, device) pair is in pairs, or a device in an exact
+// channel counter, only if the device is also in the channel's counter,
+// the total and the hour partial (all three are added together the first
+// time). So a device seen again in the same cell of the minute (a repeat
+// heartbeat, a zap back) costs one keyed hash and one probe of pairs, and
+// only counts credits, as add would: the channel's hour is skipped (its
+// keyed hash too), and so are the total and the channel's registers. A
+// new pair, or an event with no region, whose device an exact channel
+// counter already holds (seen in another region) skips the total and the
+// hour likewise; past denseAbove the counter cannot tell, and everything
+// is added.
+//
+// After a restore onto more shards, pairs may be in a shard that does not
+// hold the channel's counters: they are then in the writer's shard, and
+// the sealer unions a channel's counters and hour partials across shards,
+// so the skip changes no figure there either.
+//
+// ingest's first pass has added the pair (it.pair says whether it was
+// new) and computed it.hh, the hour-tier hash, for a new pair.
+func (p *partial) countLocked(a *Aggregator, it *item) {
+	ch, h := it.ch, it.mh
+	c := p.chanLocked(ch)
+	if it.region != 0 {
+		if it.pair == pairToAdd { // not prepared (no caller does this)
+			it.pair = pairSeen
+			if p.pairs.add(pairKey(h, ch, it.region)) {
+				it.pair, it.hh = pairNew, p.hour.key.HashUint64(it.hash)
+			}
+		}
+		if it.pair != pairNew {
+			c.credits++
+			p.total.credits++
+			return
+		}
+		p.cells.add(cellKey(ch, it.region), 1)
+	}
+	if c.addKnown(a, p.key, h) {
+		p.total.credits++
+		return
+	}
+	p.total.add(a, p.key, h)
+	hh := it.hh
+	if it.pair != pairNew {
+		hh = p.hour.key.HashUint64(it.hash)
+	}
+	growChans(&p.hour.chans, ch).mark(a, p.hour.key, hh)
 }
 
 // takeLocked removes and returns the partial of minute m (nil if none), and
@@ -213,6 +447,17 @@ func (s *shard) takeLocked(m int64) (*partial, []*hourPartial) {
 	if len(s.open) > 0 && s.open[0].minute == m {
 		p = s.open[0]
 		s.open = s.open[1:]
+		s.lastPairs = p.pairs.len()
+		// A new slice: partials still open share the old one.
+		sizes := make([]uint16, len(p.chans))
+		for ch := range p.chans {
+			c := &p.chans[ch]
+			sizes[ch] = uint16(min(c.set.len(), denseAbove))
+			if c.dense != nil {
+				sizes[ch] = denseAbove
+			}
+		}
+		s.sizes = sizes
 	}
 	if s.last == p {
 		s.last = nil

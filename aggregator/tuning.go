@@ -39,7 +39,13 @@ type credit struct {
 
 // applyLocked applies one event of the Tuning model (docs/semantics.md).
 func (s *shard) applyLocked(it *item) {
-	idx, known := s.devIdx[it.hash]
+	// A device known when ingest began is still there (devices are
+	// deleted only by the sealer); one that was not may have been added
+	// by an earlier item.
+	idx, known := it.idx, it.idx >= 0
+	if !known {
+		idx, known = s.index.get(it.hash)
+	}
 	if !known {
 		if it.kind == event.Standby {
 			return // an unknown box going off changes nothing
@@ -90,12 +96,14 @@ func (s *shard) newDeviceLocked(h uint64, ts int64) int32 {
 	}
 	s.devs[idx] = device{hash: h, last: ts, accMin: max(minuteOf(ts), s.nextSeal), live: true}
 	s.devIdx[h] = idx
+	s.index.put(h, idx)
 	return idx
 }
 
 func (s *shard) deleteLocked(idx int32) {
 	d := &s.devs[idx]
 	delete(s.devIdx, d.hash)
+	s.index.del(d.hash)
 	*d = device{}
 	s.free = append(s.free, idx)
 }
@@ -111,7 +119,7 @@ func (s *shard) setChannelLocked(d *device, ch uint32) {
 }
 
 func (s *shard) view(ch, region uint32, delta int32) {
-	s.viewing.add(cellKey(ch, region), uint32(delta))
+	s.viewing.add(ch, region, uint32(delta))
 }
 
 // expireLocked ends the segment of a device silent for Inactivity.

@@ -261,6 +261,10 @@ type worker struct {
 	n     int    // messages since the last flush
 	seq   uint64 // groups handled, for sampling their times
 	eof   bool   // the work channel is closed
+	// pos is the stream position of the message being handled, if hasPos
+	// (JetStream): written with its events.
+	pos    uint64
+	hasPos bool
 	// subject is the subject of the message of the first rejection since
 	// the last log line, for the log.
 	subject string
@@ -364,6 +368,14 @@ func (w *worker) handle(subject string, data []byte) {
 	w.write(timed, t0, subject)
 }
 
+// handleAt decodes and ingests one message of stream position pos, and
+// records pos with its events (Writer.WriteAt).
+func (w *worker) handleAt(subject string, data []byte, pos uint64) {
+	w.pos, w.hasPos = pos, true
+	w.handle(subject, data)
+	w.hasPos = false
+}
+
 // decode appends the events of a message, decoded by decs[k].
 func (w *worker) decode(k int, subject string, data []byte) {
 	w.tally.Messages[formatOf(data)]++
@@ -383,7 +395,11 @@ func (w *worker) write(timed bool, t0 time.Time, subject string) {
 	if timed {
 		t1 = time.Now()
 	}
-	w.tally.Accepted += uint64(w.w.Write(w.evs, &w.rej))
+	if w.hasPos {
+		w.tally.Accepted += uint64(w.w.WriteAt(w.evs, &w.rej, w.pos))
+	} else {
+		w.tally.Accepted += uint64(w.w.Write(w.evs, &w.rej))
+	}
 	if timed {
 		w.tally.Decode += timeEvery * t1.Sub(t0)
 		w.tally.Ingest += timeEvery * time.Since(t1)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,7 +89,6 @@ type JetStreamIntake struct {
 	cfg  JetStreamConfig
 	cc   jetstream.ConsumeContext
 	w    *worker
-	seq  atomic.Uint64 // last stream sequence processed
 	stop chan struct{}
 	done sync.WaitGroup
 
@@ -173,8 +171,10 @@ func StartJetStream(ctx context.Context, cfg JetStreamConfig) (*JetStreamIntake,
 		cc.OptStartSeq = cfg.ResumeAfter + 1
 	}
 	cons, err := stream.Consumer(ctx, cfg.Durable)
+	created := false
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		cons, err = stream.CreateConsumer(ctx, cc)
+		created = true
 	}
 	if err != nil {
 		return nil, fmt.Errorf("durable consumer %q of stream %q: %w", cfg.Durable, cfg.Stream, err)
@@ -185,8 +185,18 @@ func StartJetStream(ctx context.Context, cfg JetStreamConfig) (*JetStreamIntake,
 		w:    newSink(cfg.Agg, cfg.Metrics, cfg.MaxMessageBytes, cfg.Logger).newWorker(),
 		stop: make(chan struct{}),
 	}
+	// The position the aggregator's state stands at before the first
+	// message: what the consumer has acknowledged, or, for a consumer made
+	// now to start after ResumeAfter, that.
+	var start uint64
 	if info := cons.CachedInfo(); info != nil {
-		j.seq.Store(info.AckFloor.Stream)
+		start = info.AckFloor.Stream
+	}
+	if created {
+		start = max(start, cfg.ResumeAfter)
+	}
+	if cfg.Agg.StreamPosition() == 0 {
+		j.w.w.WriteAt(nil, nil, start)
 	}
 	j.cc, err = cons.Consume(j.handle,
 		jetstream.PullMaxBytes(cfg.PullMaxBytes),
@@ -204,14 +214,19 @@ func StartJetStream(ctx context.Context, cfg JetStreamConfig) (*JetStreamIntake,
 }
 
 // handle runs on the consumer's one delivery goroutine, in stream order.
+// The message's events and its stream sequence enter the aggregator in one
+// WriteAt, so a checkpoint's position always matches its state.
 func (j *JetStreamIntake) handle(m jetstream.Msg) {
-	j.w.handle(m.Subject(), m.Data())
 	// Caught up: nothing more is pending for this consumer, so ack and
 	// publish the counts now rather than after the next batch.
 	caughtUp := false
 	if meta, err := m.Metadata(); err == nil {
-		j.seq.Store(meta.Sequence.Stream)
+		j.w.handleAt(m.Subject(), m.Data(), meta.Sequence.Stream)
 		caughtUp = meta.NumPending == 0
+	} else {
+		// Not a JetStream message (it has no sequence): ingest it; the
+		// position stays where it was.
+		j.w.handle(m.Subject(), m.Data())
 	}
 	j.mu.Lock()
 	j.unacked = m
@@ -222,7 +237,7 @@ func (j *JetStreamIntake) handle(m jetstream.Msg) {
 	j.mu.Unlock()
 	if j.w.n >= flushEvery || caughtUp {
 		j.w.flush()
-		j.cfg.Metrics.SetStreamSequence(j.seq.Load())
+		j.cfg.Metrics.SetStreamSequence(j.Sequence())
 	}
 }
 
@@ -256,8 +271,10 @@ func (j *JetStreamIntake) ackIdle() {
 }
 
 // Sequence returns the last stream sequence whose events are in the
-// aggregator: a checkpoint records it so that a restart resumes after it.
-func (j *JetStreamIntake) Sequence() uint64 { return j.seq.Load() }
+// aggregator (its StreamPosition): a checkpoint records it so that a
+// restart resumes after it. Called from a Snapshot's pos function, it is
+// exactly the position of the events the snapshot holds.
+func (j *JetStreamIntake) Sequence() uint64 { return j.cfg.Agg.StreamPosition() }
 
 // Stop drains the consumer (buffered messages are still processed), acks the
 // last one, and returns when done or when ctx ends.
@@ -277,7 +294,7 @@ func (j *JetStreamIntake) Stop(ctx context.Context) error {
 		j.ackLocked()
 		j.mu.Unlock()
 		j.w.flush()
-		j.cfg.Metrics.SetStreamSequence(j.seq.Load())
+		j.cfg.Metrics.SetStreamSequence(j.Sequence())
 		if ferr := j.cfg.Conn.FlushTimeout(5 * time.Second); ferr != nil && err == nil {
 			err = fmt.Errorf("flush the last ack of stream %q: %w", j.cfg.Stream, ferr)
 		}
