@@ -286,7 +286,7 @@ func strip(cs []ChannelMinute) []ChannelMinute {
 func TestSnapshotUnderConcurrentWriters(t *testing.T) {
 	for _, model := range []Model{Tuning, Events} {
 		t.Run(model.String(), func(t *testing.T) {
-			const writers, perWriter, devices = 4, 8_000, 4_000
+			const writers, perWriter, devices = 4, 32_000, 4_000
 			cfg := Config{Model: model, Key: benchKey(t), Shards: 8,
 				Now: func() time.Time { return benchStart.Add(time.Hour) }}
 			a, err := New(cfg)
