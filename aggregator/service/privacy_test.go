@@ -101,22 +101,7 @@ func TestNoDeviceIdentifierLeaves(t *testing.T) {
 			}
 		}
 	}
-	files := 0
-	err = filepath.WalkDir(cfg.DataDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		files++
-		search(path, data)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := searchFiles(t, cfg.DataDir, needles)
 	if files == 0 {
 		t.Fatal("the service wrote no file under -data: nothing was searched")
 	}
@@ -307,8 +292,28 @@ func TestNoDeviceIdentifierLeavesAcrossRotation(t *testing.T) {
 			needles[fmt.Sprintf("%s of id %d (hex)", what, i)] = fmt.Appendf(nil, "%016x", h)
 		}
 	}
+	files := searchFiles(t, cfg.DataDir, needles)
+	if files < 3 || len(logs.String()) == 0 || responses.Len() == 0 {
+		t.Fatalf("searched %d files, %d bytes of log, %d bytes of responses: too little to prove anything", files, len(logs.String()), responses.Len())
+	}
+	for what, needle := range needles {
+		if bytes.Contains([]byte(logs.String()), needle) {
+			t.Errorf("the log contains the %s", what)
+		}
+		if bytes.Contains(responses.Bytes(), needle) {
+			t.Errorf("an API response contains the %s", what)
+		}
+	}
+	t.Logf("searched %d files, %d bytes of logs, %d bytes of responses for %d needles", files, len(logs.String()), responses.Len(), len(needles))
+}
+
+// searchFiles reports, as test errors, every file under dir that contains
+// one of the needles (named by what they are), and returns how many files
+// it searched.
+func searchFiles(t *testing.T, dir string, needles map[string][]byte) int {
+	t.Helper()
 	files := 0
-	err = filepath.WalkDir(cfg.DataDir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -327,16 +332,5 @@ func TestNoDeviceIdentifierLeavesAcrossRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files < 3 || len(logs.String()) == 0 || responses.Len() == 0 {
-		t.Fatalf("searched %d files, %d bytes of log, %d bytes of responses: too little to prove anything", files, len(logs.String()), responses.Len())
-	}
-	for what, needle := range needles {
-		if bytes.Contains([]byte(logs.String()), needle) {
-			t.Errorf("the log contains the %s", what)
-		}
-		if bytes.Contains(responses.Bytes(), needle) {
-			t.Errorf("an API response contains the %s", what)
-		}
-	}
-	t.Logf("searched %d files, %d bytes of logs, %d bytes of responses for %d needles", files, len(logs.String()), responses.Len(), len(needles))
+	return files
 }
