@@ -310,6 +310,10 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 		if res.RSSSealed, res.PeakRSS, err = Memory(c.Pid()); err != nil {
 			return res, err
 		}
+		// The kernel updates VmHWM lazily (on unmap and exit, not on every
+		// fault), so an RSS read earlier can be above it: the peak is at
+		// least every RSS seen.
+		res.PeakRSS = max(res.PeakRSS, res.RSS, res.RSSSealed)
 		sealMu.Lock()
 		for m, at := range crossedAt {
 			if got, ok := sealedAt[m]; ok {
