@@ -103,7 +103,6 @@ package aggregator
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -345,10 +344,10 @@ func (p *partial) clone() *partial {
 		key:    p.key,
 		chans:  make([]counter, len(p.chans)),
 		total:  p.total.clone(),
-		cells:  countMap{keys: slices.Clone(p.cells.keys), vals: slices.Clone(p.cells.vals), n: p.cells.n},
+		cells:  p.cells.clone(),
 		pairs:  hashSet{slots: slices.Clone(p.pairs.slots), n: p.pairs.n},
-		flows:  maps.Clone(p.flows),
-		zaps:   maps.Clone(p.zaps),
+		flows:  p.flows.clone(),
+		zaps:   slices.Clone(p.zaps),
 	}
 	for i := range p.chans {
 		if p.chans[i].credits > 0 {
@@ -360,8 +359,6 @@ func (p *partial) clone() *partial {
 
 func (c *counter) clone() counter {
 	d := counter{set: hashSet{slots: slices.Clone(c.set.slots), n: c.set.n}, credits: c.credits}
-	if c.dense != nil {
-		d.dense = c.dense.Clone()
-	}
+	d.regs = slices.Clone(c.regs)
 	return d
 }

@@ -4,9 +4,9 @@ package aggregator
 // checkpoint.go.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -146,9 +146,7 @@ func (sn *Snapshot) reachSegment(hr reachRef) (ckpt.Segment, error) {
 func (sn *Snapshot) encodeHourSegment(hr hourRef) ([]byte, error) {
 	var regions []string
 	for _, m := range hr.minutes {
-		for _, c := range m.Cells {
-			regions = append(regions, c.Region)
-		}
+		m.cells.each(func(region, _ string, _ uint64) { regions = append(regions, region) })
 		for _, z := range m.Zaps {
 			regions = append(regions, z.Region)
 		}
@@ -157,7 +155,7 @@ func (sn *Snapshot) encodeHourSegment(hr hourRef) ([]byte, error) {
 	regs := localNames(regions)
 	size := 64
 	for _, m := range hr.minutes {
-		size += len(m.packedTotal) + 16*(len(m.Channels)+len(m.Cells)+len(m.Flows)+len(m.Zaps))
+		size += len(m.packedTotal) + 16*(len(m.Channels)+m.cells.n+m.flows.n+len(m.Zaps))
 		for i := range m.Channels {
 			size += len(m.Channels[i].packed)
 		}
@@ -185,12 +183,8 @@ func segmentNames(chans map[string]packed, minutes []*Minute) []string {
 		for _, c := range m.Channels {
 			all = append(all, c.Channel)
 		}
-		for _, c := range m.Cells {
-			all = append(all, c.Channel)
-		}
-		for _, f := range m.Flows {
-			all = append(all, f.From, f.To)
-		}
+		m.cells.each(func(_, ch string, _ uint64) { all = append(all, ch) })
+		m.flows.each(func(from, to string, _ uint64) { all = append(all, from, to) })
 	}
 	return localNames(all)
 }
@@ -433,7 +427,7 @@ func (sn *Snapshot) encodeWeek(w int64) ([]byte, error) {
 			b = appendU(b, uint64(k))
 			for ch := range h.chans {
 				if h.chans[ch].credits > 0 {
-					if b, err = appendSet(appendU(b, uint64(ch)), &h.chans[ch]); err != nil {
+					if b, err = appendSet(appendU(b, uint64(ch)), h.key, &h.chans[ch]); err != nil {
 						return nil, err
 					}
 				}
@@ -467,12 +461,12 @@ func appendPartial(b []byte, p *partial) ([]byte, error) {
 	b = appendU(b, uint64(k))
 	for ch := range p.chans {
 		if p.chans[ch].credits > 0 {
-			if b, err = appendCounter(appendU(b, uint64(ch)), &p.chans[ch]); err != nil {
+			if b, err = appendCounter(appendU(b, uint64(ch)), p.key, &p.chans[ch]); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if b, err = appendCounter(b, &p.total); err != nil {
+	if b, err = appendCounter(b, p.key, &p.total); err != nil {
 		return nil, err
 	}
 	var cells []uint64
@@ -488,15 +482,28 @@ func appendPartial(b []byte, p *partial) ([]byte, error) {
 	for _, h := range pairs {
 		b = binary.BigEndian.AppendUint64(b, h)
 	}
-	flows := slices.Sorted(maps.Keys(p.flows))
-	b = appendU(b, uint64(len(flows)))
-	for _, k := range flows {
-		b = appendU(appendU(appendU(b, k>>32), uint64(uint32(k))), uint64(p.flows[k]))
+	type flow struct {
+		k uint64
+		n uint32
 	}
-	zaps := slices.Sorted(maps.Keys(p.zaps))
-	b = appendU(b, uint64(len(zaps)))
-	for _, r := range zaps {
-		b = appendU(appendU(b, uint64(r)), uint64(p.zaps[r]))
+	var flows []flow
+	p.flows.each(func(k uint64, n uint32) { flows = append(flows, flow{k, n}) })
+	slices.SortFunc(flows, func(x, y flow) int { return cmp.Compare(x.k, y.k) })
+	b = appendU(b, uint64(len(flows)))
+	for _, f := range flows {
+		b = appendU(appendU(appendU(b, f.k>>32), uint64(uint32(f.k))), uint64(f.n))
+	}
+	nz := 0
+	for _, n := range p.zaps {
+		if n != 0 {
+			nz++
+		}
+	}
+	b = appendU(b, uint64(nz))
+	for r, n := range p.zaps {
+		if n != 0 {
+			b = appendU(appendU(b, uint64(r)), uint64(n))
+		}
 	}
 	return b, nil
 }
@@ -517,14 +524,15 @@ func (m *countMap) get(k uint64) uint32 {
 	}
 }
 
-func appendCounter(b []byte, c *counter) ([]byte, error) {
-	return appendSet(appendU(b, uint64(c.credits)), c)
+func appendCounter(b []byte, key *sketch.Key, c *counter) ([]byte, error) {
+	return appendSet(appendU(b, uint64(c.credits)), key, c)
 }
 
-// appendSet appends a counter's devices without its credits.
-func appendSet(b []byte, c *counter) ([]byte, error) {
-	if c.dense != nil {
-		return appendSketch(append(b, 1), c.dense)
+// appendSet appends a counter's devices, hashed under key, without its
+// credits.
+func appendSet(b []byte, key *sketch.Key, c *counter) ([]byte, error) {
+	if c.regs != nil {
+		return appendSketch(append(b, 1), c.denseSketch(key))
 	}
 	hs := c.set.appendTo(nil)
 	slices.Sort(hs)
@@ -557,14 +565,14 @@ func appendMinute(b []byte, m *Minute, ids, rids map[string]uint64) []byte {
 		b = appendEst(appendU(b, ids[c.Channel]), c.Audience)
 		b = appendPacked(b, c.packed)
 	}
-	b = appendU(b, uint64(len(m.Cells)))
-	for _, c := range m.Cells {
-		b = appendU(appendU(appendU(b, ids[c.Channel]), rids[c.Region]), c.Audience.Value)
-	}
-	b = appendU(b, uint64(len(m.Flows)))
-	for _, f := range m.Flows {
-		b = appendU(appendU(appendU(b, ids[f.From]), ids[f.To]), f.Devices)
-	}
+	b = appendU(b, uint64(m.cells.n))
+	m.cells.each(func(region, ch string, n uint64) {
+		b = appendU(appendU(appendU(b, ids[ch]), rids[region]), n)
+	})
+	b = appendU(b, uint64(m.flows.n))
+	m.flows.each(func(from, to string, n uint64) {
+		b = appendU(appendU(appendU(b, ids[from]), ids[to]), n)
+	})
 	b = appendU(b, uint64(len(m.Zaps)))
 	for _, z := range m.Zaps {
 		b = appendU(appendU(b, rids[z.Region]), z.Count)

@@ -260,10 +260,10 @@ func minuteDiff(a, b *Minute, exact bool) string {
 	switch {
 	case !a.Start.Equal(b.Start):
 		return fmt.Sprintf("start %s, restored %s", a.Start, b.Start)
-	case !reflect.DeepEqual(a.Cells, b.Cells):
-		return fmt.Sprintf("cells %v, restored %v", a.Cells, b.Cells)
-	case !reflect.DeepEqual(a.Flows, b.Flows):
-		return fmt.Sprintf("flows %v, restored %v", a.Flows, b.Flows)
+	case !reflect.DeepEqual(a.Cells(), b.Cells()):
+		return fmt.Sprintf("cells %v, restored %v", a.Cells(), b.Cells())
+	case !reflect.DeepEqual(a.Flows(), b.Flows()):
+		return fmt.Sprintf("flows %v, restored %v", a.Flows(), b.Flows())
 	case !reflect.DeepEqual(a.Zaps, b.Zaps):
 		return fmt.Sprintf("zaps %v, restored %v", a.Zaps, b.Zaps)
 	}

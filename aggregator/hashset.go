@@ -1,5 +1,7 @@
 package aggregator
 
+import "slices"
+
 // hashSet is an exact set of keyed device hashes, the small form of a
 // counter. Open addressing with linear probing over a power-of-two table; 0
 // marks an empty slot, so the (2^-64 likely) hash 0 is stored as 1.
@@ -130,6 +132,10 @@ func (m *countMap) peek(k uint64) uint64 {
 	return m.keys[i] + uint64(m.vals[i])
 }
 
+func (m *countMap) clone() countMap {
+	return countMap{keys: slices.Clone(m.keys), vals: slices.Clone(m.vals), n: m.n}
+}
+
 // each calls f for every key and count.
 func (m *countMap) each(f func(k uint64, n uint32)) {
 	for i, k := range m.keys {
@@ -153,6 +159,16 @@ func (v *viewCounts) add(ch, region, n uint32) {
 	v.chans = grownTo(v.chans, int(ch))
 	v.chans[ch] = grownTo(v.chans[ch], int(region))
 	v.chans[ch][region] += n
+}
+
+// regionCounts counts per region id (a partial's tune events): a
+// slice rather than a map, as it is updated on every tune event.
+type regionCounts []uint32
+
+// add adds n to region r's count.
+func (z *regionCounts) add(r, n uint32) {
+	*z = grownTo(*z, int(r))
+	(*z)[r] += n
 }
 
 // grownTo returns s, or a copy of s grown (zeros added) if i is not an

@@ -206,13 +206,13 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 		var total uint64
 		var dense []*sketch.Sketch
 		var denseCh []uint32
-		count := func(ch uint32, c *counter) {
+		count := func(key *sketch.Key, ch uint32, c *counter) {
 			if c.exact() {
 				counts[ch] += uint64(c.set.len())
 				total += uint64(c.set.len())
 				return
 			}
-			dense = append(dense, c.dense.Clone())
+			dense = append(dense, c.denseSketch(key))
 			denseCh = append(denseCh, ch)
 		}
 		for _, s := range a.shards {
@@ -224,7 +224,7 @@ func (a *Aggregator) open(region string) (time.Time, []ChannelMinute) {
 				if region == "" {
 					for ch := range p.chans {
 						if p.chans[ch].credits > 0 {
-							count(uint32(ch), &p.chans[ch])
+							count(p.key, uint32(ch), &p.chans[ch])
 						}
 					}
 					continue
@@ -299,7 +299,7 @@ func (a *Aggregator) Flow(channel string, at time.Time) (FlowReport, error) {
 	if sealed == nil {
 		return r, nil
 	}
-	for _, f := range sealed.Flows {
+	for _, f := range sealed.Flows() {
 		switch {
 		case f.From == channel:
 			r.Out = append(r.Out, f)
@@ -356,14 +356,14 @@ func (a *Aggregator) Capacity(region string, from, to time.Time) (Capacity, erro
 	for i, sealed := range mins {
 		cm := CapacityMinute{Minute: minuteTime(lo + int64(i))}
 		if sealed != nil {
-			for _, cell := range sealed.Cells {
-				if cell.Region != region || cell.Audience.Value == 0 {
-					continue
+			sealed.cells.each(func(r, ch string, n uint64) {
+				if r != region || n == 0 {
+					return
 				}
-				cm.PerChannel = append(cm.PerChannel, ChannelCount{Channel: cell.Channel, Viewers: cell.Audience})
-				cm.Viewers += cell.Audience.Value
+				cm.PerChannel = append(cm.PerChannel, ChannelCount{Channel: ch, Viewers: exact(n)})
+				cm.Viewers += n
 				cm.Channels++
-			}
+			})
 			for _, z := range sealed.Zaps {
 				if z.Region == region {
 					cm.Zaps = z.Count
@@ -458,7 +458,7 @@ func (a *Aggregator) TuningTableSize() int {
 	n := 0
 	for _, s := range a.shards {
 		s.mu.Lock()
-		n += len(s.devIdx)
+		n += s.index.n
 		s.mu.Unlock()
 	}
 	return n

@@ -352,7 +352,7 @@ func (a *Aggregator) restoreTuning(r *reader, rs *restoreState) error {
 			return r.err
 		}
 		s := a.shards[d.hash&a.mask]
-		if _, dup := s.devIdx[d.hash]; dup {
+		if _, dup := s.index.get(d.hash); dup {
 			return r.fail("a device hash appears twice")
 		}
 		if len(acc) <= accSlots {
@@ -364,7 +364,7 @@ func (a *Aggregator) restoreTuning(r *reader, rs *restoreState) error {
 			s.overflow[d.hash] = slices.Clone(acc)
 			d.accN = accOverflow
 		}
-		s.devIdx[d.hash] = int32(len(s.devs))
+		s.index.put(d.hash, int32(len(s.devs)))
 		s.devs = append(s.devs, d)
 		if d.ch != 0 {
 			s.view(d.ch, d.region, +1)
@@ -528,7 +528,7 @@ func (r *reader) counter(a *Aggregator, key *sketch.Key, c *counter) {
 	r.set(a, key, c, func(n uint64) bool {
 		return n <= uint64(c.credits) && (a.cfg.Model != Tuning || n == uint64(c.credits))
 	})
-	if r.err == nil && c.credits == 0 && (c.dense != nil || c.set.len() > 0) {
+	if r.err == nil && c.credits == 0 && (c.regs != nil || c.set.len() > 0) {
 		r.fail("counter of devices with no credits")
 	}
 }
@@ -539,7 +539,12 @@ func (r *reader) set(a *Aggregator, key *sketch.Key, c *counter, ok func(n uint6
 	switch kind := r.u8(); {
 	case r.err != nil:
 	case kind == 1:
-		c.dense = r.sketch(a, key)
+		if sk := r.sketch(a, key); r.err == nil {
+			c.regs = make([]uint8, 1<<a.cfg.Precision)
+			if err := sk.MaxRegisters(c.regs); err != nil {
+				r.fail("counter sketch: %v", err)
+			}
+		}
 	case kind == 0:
 		n := r.count(8)
 		if r.err == nil && (n > denseAbove || !ok(n)) {

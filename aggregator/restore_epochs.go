@@ -23,10 +23,7 @@ func (a *Aggregator) restoreDay(r *reader, rs *restoreState, d int64, key *sketc
 			return r.fail("partial of shard %d of %d, minute %d (first open %d, day %s)", from, rs.shards, m, rs.firstOpen, keys.Label(keys.Minute, d))
 		}
 		prev[from] = m
-		p := &partial{minute: m, key: key, zaps: make(map[uint32]uint32)}
-		if a.cfg.Model == Tuning {
-			p.flows = make(map[uint64]uint32)
-		}
+		p := &partial{minute: m, key: key}
 		if err := a.readPartial(r, rs, p); err != nil {
 			return err
 		}
@@ -80,12 +77,18 @@ func (a *Aggregator) readMinute(r *reader, rs *restoreState, key *sketch.Key, d,
 		sealed.byName[cm.Channel] = int(i)
 		sealed.Channels = append(sealed.Channels, cm)
 	}
+	sealed.cells = rows{a: regNames, b: chNames}
 	for range r.count(3) {
-		sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[r.id(nch)], Region: regNames[r.id(nreg)], Audience: exact(r.u())})
+		ch, region, n := r.id(nch), r.id(nreg), r.u()
+		sealed.cells.add(uint32(region), uint32(ch), n)
 	}
+	sealed.cells.done()
+	sealed.flows = rows{a: chNames, b: chNames}
 	for range r.count(3) {
-		sealed.Flows = append(sealed.Flows, Flow{From: chNames[r.id(nch)], To: chNames[r.id(nch)], Devices: r.u()})
+		from, to, n := r.id(nch), r.id(nch), r.u()
+		sealed.flows.add(uint32(from), uint32(to), n)
 	}
+	sealed.flows.done()
 	for range r.count(2) {
 		sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r.id(nreg)], Count: r.u()})
 	}
@@ -132,11 +135,16 @@ func (a *Aggregator) readPartial(r *reader, rs *restoreState, p *partial) error 
 	}
 	for range nf {
 		k := cellKey(r.id(rs.nch), r.id(rs.nch))
-		p.flows[k] += r.u32()
+		if n := r.u32(); r.err == nil {
+			if k == 0 {
+				return r.fail("a flow from off to off")
+			}
+			p.flows.add(k, n)
+		}
 	}
 	for range r.count(2) {
 		region := r.id(rs.nreg)
-		p.zaps[region] += r.u32()
+		p.zaps.add(region, r.u32())
 	}
 	return r.err
 }
@@ -197,7 +205,7 @@ func (a *Aggregator) restoreWeek(r *reader, rs *restoreState, w int64, key *sket
 // hourSet reads the devices of an hour partial's counter.
 func (r *reader) hourSet(a *Aggregator, key *sketch.Key, c *counter) {
 	r.set(a, key, c, func(uint64) bool { return true })
-	if c.dense != nil || c.set.len() > 0 {
+	if c.regs != nil || c.set.len() > 0 {
 		c.credits = 1
 	}
 }
@@ -286,12 +294,6 @@ func (s *shard) mergePartial(p *partial) error {
 		}
 		p.hour = s.hourLocked(hourOf(p.minute))
 		s.open = slices.Insert(s.open, i, p)
-		if p.zaps == nil {
-			p.zaps = make(map[uint32]uint32)
-		}
-		if s.a.cfg.Model == Tuning && p.flows == nil {
-			p.flows = make(map[uint64]uint32)
-		}
 		return nil
 	}
 	q := s.open[i]
@@ -311,11 +313,11 @@ func (s *shard) mergePartial(p *partial) error {
 			q.pairs.add(h)
 		}
 	}
-	for k, n := range p.flows {
-		q.flows[k] += n
-	}
+	p.flows.each(func(k uint64, n uint32) { q.flows.add(k, n) })
 	for r, n := range p.zaps {
-		q.zaps[r] += n
+		if n != 0 {
+			q.zaps.add(uint32(r), n)
+		}
 	}
 	return nil
 }
@@ -323,19 +325,16 @@ func (s *shard) mergePartial(p *partial) error {
 // merge adds the devices and credits of o to c, both hashed under key.
 func (c *counter) merge(a *Aggregator, key *sketch.Key, o *counter) error {
 	c.credits += o.credits
-	if o.dense != nil {
-		c.toDense(a, key)
-		if err := c.dense.Merge(o.dense); err != nil {
-			return err
+	p := a.cfg.Precision
+	if o.regs != nil {
+		c.toDense(p)
+		for i, r := range o.regs {
+			c.regs[i] = max(c.regs[i], r)
 		}
 	}
 	for _, h := range o.set.slots {
-		switch {
-		case h == 0:
-		case c.dense != nil:
-			c.dense.AddHash(h)
-		case c.set.add(h) && c.set.len() > denseAbove:
-			c.toDense(a, key)
+		if h != 0 {
+			c.insert(p, h)
 		}
 	}
 	return nil

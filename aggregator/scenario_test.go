@@ -298,7 +298,7 @@ func (sc *scenario) want(f []string) {
 		need(5)
 		var got sketch.Estimate
 		if m := sc.minute(f[3]); m != nil {
-			for _, c := range m.Cells {
+			for _, c := range m.Cells() {
 				if c.Channel == f[1] && c.Region == f[2] {
 					got = c.Audience
 				}
@@ -310,7 +310,7 @@ func (sc *scenario) want(f []string) {
 		from, to := stateName(f[1]), stateName(f[2])
 		var got uint64
 		if m := sc.minute(f[3]); m != nil {
-			for _, fl := range m.Flows {
+			for _, fl := range m.Flows() {
 				if fl.From == from && fl.To == to {
 					got = fl.Devices
 				}

@@ -1,11 +1,12 @@
 package aggregator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,11 +24,6 @@ type Minute struct {
 	// Total is the audience of all channels together: devices credited
 	// (Tuning) or distinct devices seen (Events).
 	Total sketch.Estimate
-	// Cells are audiences per (channel, region), for regions carried by
-	// events.
-	Cells []Cell
-	// Flows between states (Tuning only); "" is off.
-	Flows []Flow
 	// Zaps are tune events per region ("" for events without one).
 	Zaps []RegionCount
 
@@ -36,6 +32,9 @@ type Minute struct {
 	total       *sketch.Sketch
 	packedTotal packed
 	key         *sketch.Key
+	// cells are the audiences per (region, channel) cell (Cells), flows
+	// the devices per (from, to) flow (Flows).
+	cells, flows rows
 	// byName indexes Channels.
 	byName map[string]int
 }
@@ -245,57 +244,60 @@ func (a *Aggregator) merge(m int64, parts []*partial) *Minute {
 	// across shards (Tuning: by device): counts add up.
 	cells := make(map[uint64]uint64)
 	flows := make(map[uint64]uint64)
-	zaps := make(map[uint32]uint64)
+	var zaps []uint64 // by region id
 	for _, p := range parts {
 		p.cells.each(func(k uint64, n uint32) { cells[k] += uint64(n) })
-		for k, n := range p.flows {
-			flows[k] += uint64(n)
-		}
+		p.flows.each(func(k uint64, n uint32) { flows[k] += uint64(n) })
+		zaps = grownTo(zaps, len(p.zaps)-1)
 		for r, n := range p.zaps {
 			zaps[r] += uint64(n)
 		}
 	}
-	sort.Slice(sealed.Channels, func(i, j int) bool {
-		x, y := sealed.Channels[i], sealed.Channels[j]
-		if x.Audience.Value != y.Audience.Value {
-			return x.Audience.Value > y.Audience.Value
-		}
-		return x.Channel < y.Channel
+	slices.SortFunc(sealed.Channels, func(x, y ChannelMinute) int {
+		return cmp.Or(cmp.Compare(y.Audience.Value, x.Audience.Value), strings.Compare(x.Channel, y.Channel))
 	})
 	sealed.byName = make(map[string]int, len(sealed.Channels))
 	for i, c := range sealed.Channels {
 		sealed.byName[c.Channel] = i
 	}
+	// Rows of cells are (region, channel), of flows (from, to): ids in
+	// a cellKey, by the order the Cells and Flows doc comments give.
+	type row struct {
+		k uint64
+		n uint64
+	}
+	var tmp []row
 	for k, n := range cells {
-		sealed.Cells = append(sealed.Cells, Cell{Channel: chNames[k>>32], Region: regNames[uint32(k)], Audience: exact(n)})
+		tmp = append(tmp, row{uint64(uint32(k))<<32 | k>>32, n})
 	}
-	sort.Slice(sealed.Cells, func(i, j int) bool {
-		x, y := sealed.Cells[i], sealed.Cells[j]
-		if x.Region != y.Region {
-			return x.Region < y.Region
-		}
-		if x.Audience.Value != y.Audience.Value {
-			return x.Audience.Value > y.Audience.Value
-		}
-		return x.Channel < y.Channel
+	slices.SortFunc(tmp, func(x, y row) int {
+		return cmp.Or(strings.Compare(regNames[x.k>>32], regNames[y.k>>32]), cmp.Compare(y.n, x.n),
+			strings.Compare(chNames[uint32(x.k)], chNames[uint32(y.k)]))
 	})
+	sealed.cells = rows{a: regNames, b: chNames}
+	for _, r := range tmp {
+		sealed.cells.add(uint32(r.k>>32), uint32(r.k), r.n)
+	}
+	sealed.cells.done()
+	tmp = tmp[:0]
 	for k, n := range flows {
-		sealed.Flows = append(sealed.Flows, Flow{From: chNames[k>>32], To: chNames[uint32(k)], Devices: n})
+		tmp = append(tmp, row{k, n})
 	}
-	sort.Slice(sealed.Flows, func(i, j int) bool {
-		x, y := sealed.Flows[i], sealed.Flows[j]
-		if x.Devices != y.Devices {
-			return x.Devices > y.Devices
-		}
-		if x.From != y.From {
-			return x.From < y.From
-		}
-		return x.To < y.To
+	slices.SortFunc(tmp, func(x, y row) int {
+		return cmp.Or(cmp.Compare(y.n, x.n), strings.Compare(chNames[x.k>>32], chNames[y.k>>32]),
+			strings.Compare(chNames[uint32(x.k)], chNames[uint32(y.k)]))
 	})
-	for r, n := range zaps {
-		sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r], Count: n})
+	sealed.flows = rows{a: chNames, b: chNames}
+	for _, r := range tmp {
+		sealed.flows.add(uint32(r.k>>32), uint32(r.k), r.n)
 	}
-	sort.Slice(sealed.Zaps, func(i, j int) bool { return sealed.Zaps[i].Region < sealed.Zaps[j].Region })
+	sealed.flows.done()
+	for r, n := range zaps {
+		if n != 0 {
+			sealed.Zaps = append(sealed.Zaps, RegionCount{Region: regNames[r], Count: n})
+		}
+	}
+	slices.SortFunc(sealed.Zaps, func(x, y RegionCount) int { return strings.Compare(x.Region, y.Region) })
 	return sealed
 }
 
@@ -361,20 +363,24 @@ func (a *Aggregator) union(key *sketch.Key, cs []*counter, allExact bool) *sketc
 		}
 		return sk
 	}
-	sk := a.newUnion(key)
+	p := a.cfg.Precision
+	regs := make([]uint8, 1<<p)
 	for _, c := range cs {
-		if c.dense != nil {
-			mustMerge(sk, c.dense)
+		if c.regs != nil {
+			for i, r := range c.regs {
+				regs[i] = max(regs[i], r)
+			}
+			continue
 		}
-	}
-	for _, c := range cs {
 		for _, h := range c.set.slots {
 			if h != 0 {
-				sk.AddHash(h)
+				i, r := sketch.Register(h, p)
+				regs[i] = max(regs[i], r)
 			}
 		}
 	}
-	return sk
+	c := counter{regs: regs}
+	return c.denseSketch(key)
 }
 
 func (a *Aggregator) newSketch(key *sketch.Key) *sketch.Sketch {

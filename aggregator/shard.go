@@ -27,13 +27,9 @@ type shard struct {
 	hours []*hourPartial
 
 	// Tuning table (Tuning model only): device hash → index into devs.
-	// index is the same as devIdx, faster: the per-event path uses it.
-	// devIdx is kept for what reads or fills the table as a map (restore);
-	// the index is rebuilt from it when they differ (syncIndexLocked).
-	devIdx map[uint64]int32
-	index  devIndex
-	devs   []device
-	free   []int32
+	index devIndex
+	devs  []device
+	free  []int32
 	// overflow holds the minute accumulators of devices that watched more
 	// than accSlots channels in it, by device hash.
 	overflow map[uint64][]credit
@@ -42,6 +38,10 @@ type shard struct {
 	// lastPairs is the number of (cell, device) pairs of the last minute
 	// handed to the sealer (Events), to size the next minute's table.
 	lastPairs int
+	// crediting is set while creditMinuteLocked runs: flushLocked then
+	// leaves its credits in pending for applyCreditsLocked.
+	crediting bool
+	pending   []pendingCredit
 	// sink takes the loads of ingest's first pass (see ingest), so that
 	// they are not optimized away.
 	sink uint64
@@ -55,11 +55,7 @@ type shard struct {
 }
 
 func newShard(a *Aggregator) *shard {
-	s := &shard{a: a}
-	if a.cfg.Model == Tuning {
-		s.devIdx = make(map[uint64]int32)
-	}
-	return s
+	return &shard{a: a}
 }
 
 func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) }
@@ -72,17 +68,20 @@ func cellKey(ch, region uint32) uint64 { return uint64(ch)<<32 | uint64(region) 
 type partial struct {
 	minute int64
 	key    *sketch.Key
-	hour   *hourPartial // the shard's partial of the minute's hour
-	chans  []counter    // by channel id
-	total  counter
+	// epoch is 1 + the minute-tier epoch of the minute (0: not yet
+	// computed), to which a device's cached minute hash is compared.
+	epoch int32
+	hour  *hourPartial // the shard's partial of the minute's hour
+	chans []counter    // by channel id
+	total counter
 	// cells counts devices per cellKey(ch, region). In the Events model a
 	// device counts once per cell: pairs holds the (cell, device) pairs
 	// seen, as one mixed 64-bit key each, in one table rather than a set
 	// per cell (one cache miss per event instead of three).
 	cells countMap
 	pairs hashSet
-	flows map[uint64]uint32 // cellKey(from, to) → devices (tuning)
-	zaps  map[uint32]uint32 // region → tune events
+	flows countMap     // cellKey(from, to) → devices (tuning)
+	zaps  regionCounts // tune events by region id
 	// sizes are the shard's channel audiences of the last minute it
 	// handed to the sealer, capped at denseAbove, by channel id: what to
 	// size a channel's set for when its first device comes (chanLocked).
@@ -107,12 +106,9 @@ func (s *shard) partialLocked(m int64) *partial {
 		minute: m,
 		key:    s.a.keyOfMinute(keys.Minute, m),
 		hour:   s.hourLocked(hourOf(m)),
-		zaps:   make(map[uint32]uint32),
 		sizes:  s.sizes,
 	}
-	if s.a.cfg.Model == Tuning {
-		p.flows = make(map[uint64]uint32)
-	} else {
+	if s.a.cfg.Model == Events {
 		// A minute's (cell, device) pairs number about the previous
 		// minute's: size the table for them at once rather than
 		// rehashing it ever larger as the minute fills.
@@ -131,7 +127,7 @@ func (s *shard) partialLocked(m int64) *partial {
 
 func (p *partial) chanLocked(ch uint32) *counter {
 	c := growChans(&p.chans, ch)
-	if c.set.slots == nil && c.dense == nil && int(ch) < len(p.sizes) {
+	if c.set.slots == nil && c.regs == nil && int(ch) < len(p.sizes) {
 		// The channel's first device this minute: make room for as
 		// many as it had in the last minute sealed (up to denseAbove),
 		// rather than rehashing the set ever larger as they come.
@@ -149,12 +145,11 @@ func growChans(cs *[]counter, ch uint32) *counter {
 	return &(*cs)[ch]
 }
 
-// creditLocked counts the device of pseudonym pid on ch (in region) in this
-// minute, under the day's key.
-func (p *partial) creditLocked(a *Aggregator, pid uint64, ch, region uint32) {
-	h := p.key.HashUint64(pid)
-	p.chanLocked(ch).add(a, p.key, h)
-	p.total.add(a, p.key, h)
+// creditLocked counts the device of minute-tier hash h (its pseudonym
+// hashed under p.key) on ch (in region) in this minute.
+func (p *partial) creditLocked(a *Aggregator, h uint64, ch, region uint32) {
+	p.chanLocked(ch).add(a.cfg.Precision, h)
+	p.total.add(a.cfg.Precision, h)
 	if region == 0 {
 		return
 	}
@@ -194,7 +189,7 @@ func (s *shard) hourLocked(h int64) *hourPartial {
 
 // addLocked adds the device of pseudonym pid to the hour on ch.
 func (hp *hourPartial) addLocked(a *Aggregator, pid uint64, ch uint32) {
-	growChans(&hp.chans, ch).mark(a, hp.key, hp.key.HashUint64(pid))
+	growChans(&hp.chans, ch).mark(a.cfg.Precision, hp.key.HashUint64(pid))
 }
 
 // ingest applies items (all hashed onto this shard) and returns how many it
@@ -233,7 +228,7 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 		}
 		accepted++
 		if it.kind == event.Tune {
-			s.partialLocked(m).zaps[it.region]++
+			s.partialLocked(m).zaps.add(it.region, 1)
 		}
 		if s.a.cfg.Model == Events {
 			s.countEventLocked(it, m)
@@ -266,6 +261,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 		}
 	}
 	var sink uint64
+	prec := s.a.cfg.Precision
 	p := s.last
 	for i := range items {
 		it := &items[i]
@@ -278,7 +274,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 		if it.pair == pairToAdd {
 			sink += p.pairs.peek(pairKey(it.mh, it.ch, it.region))
 		} else if int(it.ch) < len(p.chans) {
-			sink += p.chans[it.ch].set.peek(it.mh)
+			sink += p.chans[it.ch].peek(prec, it.mh)
 		}
 	}
 	for i := range items {
@@ -304,12 +300,12 @@ func (s *shard) prepareEventsLocked(items []item) {
 		if m := minuteOf(it.ts); p == nil || p.minute != m {
 			p = s.openLocked(m)
 		}
-		sink += p.cells.peek(cellKey(it.ch, it.region))
+		sink += p.cells.peek(cellKey(it.ch, it.region)) + p.total.peek(prec, it.mh)
 		if int(it.ch) < len(p.chans) {
-			sink += p.chans[it.ch].set.peek(it.mh)
+			sink += p.chans[it.ch].peek(prec, it.mh)
 		}
 		if int(it.ch) < len(p.hour.chans) {
-			sink += p.hour.chans[it.ch].set.peek(it.hh)
+			sink += p.hour.chans[it.ch].peek(prec, it.hh)
 		}
 	}
 	s.sink += sink
@@ -336,7 +332,6 @@ const (
 // device's entry (now in cache), sets the item's idx to it (-1 if
 // unknown) and loads the entry.
 func (s *shard) prepareTuningLocked(items []item) {
-	s.syncIndexLocked()
 	var sink uint64
 	for i := range items {
 		sink += s.index.peek(items[i].hash)
@@ -353,20 +348,6 @@ func (s *shard) prepareTuningLocked(items []item) {
 		sink += uint64(d.last) + uint64(d.reachCh)
 	}
 	s.sink += sink
-}
-
-// syncIndexLocked rebuilds the device index from devIdx if they differ.
-// Both change together on the per-event path; only a restore fills devIdx
-// alone. The index holds a subset of devIdx (what is deleted leaves both),
-// so equal sizes mean equal contents.
-func (s *shard) syncIndexLocked() {
-	if s.index.n == len(s.devIdx) {
-		return
-	}
-	s.index = devIndex{}
-	for h, idx := range s.devIdx {
-		s.index.put(h, idx)
-	}
 }
 
 // openLocked returns the open partial of minute m, or nil.
@@ -427,16 +408,16 @@ func (p *partial) countLocked(a *Aggregator, it *item) {
 		}
 		p.cells.add(cellKey(ch, it.region), 1)
 	}
-	if c.addKnown(a, p.key, h) {
+	if c.addKnown(a.cfg.Precision, h) {
 		p.total.credits++
 		return
 	}
-	p.total.add(a, p.key, h)
+	p.total.add(a.cfg.Precision, h)
 	hh := it.hh
 	if it.pair != pairNew {
 		hh = p.hour.key.HashUint64(it.hash)
 	}
-	growChans(&p.hour.chans, ch).mark(a, p.hour.key, hh)
+	growChans(&p.hour.chans, ch).mark(a.cfg.Precision, hh)
 }
 
 // takeLocked removes and returns the partial of minute m (nil if none), and
@@ -453,7 +434,7 @@ func (s *shard) takeLocked(m int64) (*partial, []*hourPartial) {
 		for ch := range p.chans {
 			c := &p.chans[ch]
 			sizes[ch] = uint16(min(c.set.len(), denseAbove))
-			if c.dense != nil {
+			if c.regs != nil {
 				sizes[ch] = denseAbove
 			}
 		}
@@ -493,7 +474,7 @@ func (s *shard) take(m int64) (*partial, []*hourPartial) {
 // could need: no devices, no partial at or before m, and no hour partial
 // that m would complete.
 func (s *shard) idleLocked(m int64) bool {
-	return len(s.devIdx) == 0 && (len(s.open) == 0 || s.open[0].minute > m) &&
+	return s.index.n == 0 && (len(s.open) == 0 || s.open[0].minute > m) &&
 		(len(s.hours) == 0 || (s.hours[0].hour+1)*60 > m+1)
 }
 

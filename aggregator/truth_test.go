@@ -171,14 +171,14 @@ func compareWithTruth(t *testing.T, truthOf func() *bench.Truth, start, end time
 				}
 				errs.check(t, model, "total "+min.Format("15:04"), m.Total, truth.Total(model, min))
 				if model == bench.Tuning {
-					for _, c := range m.Cells {
+					for _, c := range m.Cells() {
 						if want := truth.RegionAudience(model, c.Channel, c.Region, min); c.Audience.Value != uint64(want) {
 							t.Errorf("cell %s/%s %s = %d, want %d", c.Channel, c.Region, min.Format("15:04"), c.Audience.Value, want)
 						}
 					}
 					for _, f := range truth.Flows(min) {
 						var got uint64
-						for _, g := range m.Flows {
+						for _, g := range m.Flows() {
 							if g.From == f.From && g.To == f.To {
 								got = g.Devices
 							}

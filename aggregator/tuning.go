@@ -1,6 +1,9 @@
 package aggregator
 
-import "github.com/ratingsd/ratingsd/aggregator/event"
+import (
+	"github.com/ratingsd/ratingsd/aggregator/event"
+	"github.com/ratingsd/ratingsd/aggregator/keys"
+)
 
 // device is a tuning-table entry: a pseudonymous device's current channel and
 // since when, and what it watched so far in the one minute it has not yet been
@@ -26,6 +29,11 @@ type device struct {
 	// restored device is added again, which is harmless.
 	reachHour int32
 	reachCh   uint32
+	// mh is the device's minute-tier hash under the key of the day
+	// mhEpoch-1 (0: none yet): a device credited every minute is hashed
+	// once a day, not once a minute. Not checkpointed.
+	mh      uint64
+	mhEpoch int32
 }
 
 // accSlots is how many channels of a minute a device holds inline; more
@@ -95,14 +103,12 @@ func (s *shard) newDeviceLocked(h uint64, ts int64) int32 {
 		s.devs = append(s.devs, device{})
 	}
 	s.devs[idx] = device{hash: h, last: ts, accMin: max(minuteOf(ts), s.nextSeal), live: true}
-	s.devIdx[h] = idx
 	s.index.put(h, idx)
 	return idx
 }
 
 func (s *shard) deleteLocked(idx int32) {
 	d := &s.devs[idx]
-	delete(s.devIdx, d.hash)
 	s.index.del(d.hash)
 	*d = device{}
 	s.free = append(s.free, idx)
@@ -156,7 +162,7 @@ func (s *shard) toStateLocked(d *device, ch uint32, m int64) {
 		return
 	}
 	m = max(m, s.nextSeal)
-	s.partialLocked(m).flows[cellKey(d.prev, ch)]++
+	s.partialLocked(m).flows.add(cellKey(d.prev, ch), 1)
 	d.prev = ch
 }
 
@@ -237,7 +243,17 @@ func (s *shard) flushLocked(d *device) {
 		}
 	}
 	p := s.partialLocked(d.accMin)
-	p.creditLocked(s.a, d.hash, best.ch, d.region)
+	if p.epoch == 0 {
+		p.epoch = int32(s.a.cal.EpochOfMinute(keys.Minute, p.minute)) + 1
+	}
+	if d.mhEpoch != p.epoch {
+		d.mh, d.mhEpoch = p.key.HashUint64(d.hash), p.epoch
+	}
+	if s.crediting {
+		s.pending = append(s.pending, pendingCredit{p: p, h: d.mh, ch: best.ch, region: d.region})
+	} else {
+		p.creditLocked(s.a, d.mh, best.ch, d.region)
+	}
 	if h := int32(hourOf(d.accMin)); d.reachHour != h || d.reachCh != best.ch {
 		p.hour.addLocked(s.a, d.hash, best.ch)
 		d.reachHour, d.reachCh = h, best.ch
@@ -251,7 +267,15 @@ func (s *shard) flushLocked(d *device) {
 func (s *shard) creditMinuteLocked(m int64) {
 	start, end := m*msPerMinute, (m+1)*msPerMinute
 	inactivity := s.a.cfg.Inactivity.Milliseconds()
+	s.crediting = true
+	defer func() {
+		s.applyCreditsLocked()
+		s.crediting = false
+	}()
 	for i := range s.devs {
+		if len(s.pending) >= creditBatch {
+			s.applyCreditsLocked()
+		}
 		d := &s.devs[i]
 		if !d.live || d.accMin > m {
 			continue
@@ -269,4 +293,45 @@ func (s *shard) creditMinuteLocked(m int64) {
 			s.deleteLocked(int32(i))
 		}
 	}
+}
+
+// creditBatch is how many credits creditMinuteLocked gathers before it
+// applies them.
+const creditBatch = 256
+
+// pendingCredit is a credit of creditMinuteLocked not yet applied: the
+// device of minute-tier hash h on ch in region, in partial p.
+type pendingCredit struct {
+	p          *partial
+	h          uint64
+	ch, region uint32
+}
+
+// applyCreditsLocked applies the pending credits, in two passes as ingest
+// does (shard.ingest): the first loads the slots of the counters each
+// credit will probe (its channel's set or registers, the total's, its
+// region cell's), with no dependence between iterations, so that their
+// cache misses overlap; the second credits. A minute's credits are
+// counted in sets, registers and counts, which the order of adding does
+// not change.
+func (s *shard) applyCreditsLocked() {
+	prec := s.a.cfg.Precision
+	var sink uint64
+	for i := range s.pending {
+		c := &s.pending[i]
+		if int(c.ch) < len(c.p.chans) {
+			sink += c.p.chans[c.ch].peek(prec, c.h)
+		}
+		sink += c.p.total.peek(prec, c.h)
+		if c.region != 0 {
+			sink += c.p.cells.peek(cellKey(c.ch, c.region))
+		}
+	}
+	for i := range s.pending {
+		c := &s.pending[i]
+		c.p.creditLocked(s.a, c.h, c.ch, c.region)
+	}
+	s.sink += sink
+	clear(s.pending) // no partial kept alive
+	s.pending = s.pending[:0]
 }

@@ -105,9 +105,9 @@ func TestAppendRange(t *testing.T) {
 		sealed(day0.Add(23*time.Hour+59*time.Minute), "npo2", 7, "npo1", 1),
 		sealed(day0.Add(24*time.Hour), "npo1", 4),
 	}
-	in[0].Cells = []aggregator.Cell{{Channel: "npo1", Region: "ams-03", Audience: exactEst(10)}, {Channel: "rtl4", Region: "", Audience: exactEst(3)}}
+	in[0].SetCells([]aggregator.Cell{{Channel: "npo1", Region: "ams-03", Audience: exactEst(10)}, {Channel: "rtl4", Region: "", Audience: exactEst(3)}})
 	in[0].Zaps = []aggregator.RegionCount{{Region: "ams-03", Count: 5}}
-	in[0].Flows = []aggregator.Flow{{From: "npo1", To: "rtl4", Devices: 2}}
+	in[0].SetFlows([]aggregator.Flow{{From: "npo1", To: "rtl4", Devices: 2}})
 	for _, m := range in {
 		if err := a.Append(m); err != nil {
 			t.Fatal(err)
@@ -462,7 +462,7 @@ func TestFromAggregator(t *testing.T) {
 	}
 	for i, m := range got {
 		s := sealedMins[i]
-		if !m.Start.Equal(s.Start) || m.Total != s.Total.Value || len(m.Channels) != len(s.Channels) || len(m.Cells) != len(s.Cells) || len(m.Zaps) != len(s.Zaps) {
+		if !m.Start.Equal(s.Start) || m.Total != s.Total.Value || len(m.Channels) != len(s.Channels) || len(m.Cells) != s.NumCells() || len(m.Zaps) != len(s.Zaps) {
 			t.Fatalf("minute %s: archived %+v, sealed %+v", s.Start, m, *s)
 		}
 		var sum uint64

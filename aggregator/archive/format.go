@@ -70,7 +70,7 @@ func FromSealed(s *aggregator.Minute) Minute {
 		m.Channels = append(m.Channels, Count{c.Channel, c.Audience.Value})
 		m.Estimated = m.Estimated || !isExact(c.Audience)
 	}
-	for _, c := range s.Cells {
+	for _, c := range s.Cells() {
 		m.Cells = append(m.Cells, Cell{c.Channel, c.Region, c.Audience.Value})
 		m.Estimated = m.Estimated || !isExact(c.Audience)
 	}

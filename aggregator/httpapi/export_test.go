@@ -176,7 +176,7 @@ func TestExportRoles(t *testing.T) {
 func TestExportCSV(t *testing.T) {
 	f := newExportFixture(t, ExportConfig{}, func(a *archive.Archive) {
 		m := minuteOf(oct1, "rtl4", 4, "npo1", 1000, "npo2", 5)
-		m.Cells = []aggregator.Cell{{Channel: "npo1", Region: "ams-03", Audience: exactCount(3)}}
+		m.SetCells([]aggregator.Cell{{Channel: "npo1", Region: "ams-03", Audience: exactCount(3)}})
 		appendAll(t, a, m,
 			minuteOf(oct1.Add(time.Minute), "npo1", 2, "npo2", 1), // the total, 3, is suppressed too
 			minuteOf(oct1.Add(2*time.Minute)),                     // nobody watched
