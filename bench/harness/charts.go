@@ -73,13 +73,23 @@ type line struct {
 // lineChart writes a line chart of medians with min–max error bars, as a
 // PNG, with a log x axis.
 func lineChart(path, title, xlabel, ylabel string, ls []line) error {
+	return lineChartScale(path, title, xlabel, ylabel, true, ls)
+}
+
+// lineChartScale is lineChart with a log x axis or, if !logX, a linear
+// one from 0.
+func lineChartScale(path, title, xlabel, ylabel string, logX bool, ls []line) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.Title.TextStyle.Font.Size = vg.Points(9)
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	} else {
+		p.X.Min = 0
+	}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	for i, l := range ls {

@@ -1,8 +1,11 @@
 // Package harness runs the benchmark suite of ratingsd: the NATS ceiling
 // (`nats bench`), ratingsd end to end, the Redis HyperLogLog and exact
 // counting alternatives on the same stream, latency, accuracy against the
-// generator's exact truth, and scale; and writes the report and its charts
-// (bench/RESULTS.md, bench/img/). bench/cmd/benchrun is its command.
+// generator's exact truth, scale, and memory with retention against exact
+// counting (hours of one stream, sampled as they are retained, with the
+// ratio at the product's 48 h extrapolated from fitted lines); and writes
+// the report and its charts (bench/RESULTS.md, bench/img/).
+// bench/cmd/benchrun is its command.
 //
 // Run starts what it measures as child processes, so that each has its own
 // CPU and memory figures from /proc: one nats-server (built at the version

@@ -20,12 +20,20 @@ type ExactResult struct {
 	CPUPerM       float64 // CPU seconds per million events (decode, hash, insert)
 	HeapBytes     int64   // live heap of the sets after a GC
 	Sets, Entries int
+	Samples       []MemorySample `json:",omitempty"` // the live heap at the points runExact was asked for
 }
 
 // RunExact decodes the frames of msgs and counts exactly. Devices are kept
 // as 64-bit hashes (maphash) rather than as their names: the cheapest exact
 // representation, so the memory figure is a lower bound for exact counting.
 func RunExact(msgs *Messages) (ExactResult, error) {
+	return runExact(msgs, nil)
+}
+
+// runExact is RunExact that also samples the sets' live heap, after a GC,
+// before the first message holding an event after each of sampleAt (Unix
+// ms, ascending). The collections are in the rate and CPU figures.
+func runExact(msgs *Messages, sampleAt []int64) (ExactResult, error) {
 	var res ExactResult
 	runtime.GC()
 	var before, after runtime.MemStats
@@ -41,7 +49,15 @@ func RunExact(msgs *Messages) (ExactResult, error) {
 	var evs []event.Event
 	t0 := time.Now()
 	for i := range msgs.Len() {
-		_, data, _, _ := msgs.msg(i)
+		_, data, _, maxTS := msgs.msg(i)
+		for len(sampleAt) > 0 && maxTS > sampleAt[0] {
+			runtime.GC()
+			var now runtime.MemStats
+			runtime.ReadMemStats(&now)
+			res.Samples = append(res.Samples, MemorySample{At: time.UnixMilli(sampleAt[0]).UTC(), Events: res.Events,
+				Bytes: int64(now.HeapAlloc) - int64(before.HeapAlloc)})
+			sampleAt = sampleAt[1:]
+		}
 		evs = dec.Decode(evs[:0], data, nil)
 		for j := range evs {
 			ev := &evs[j]

@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ratingsd/ratingsd/bench"
@@ -30,9 +32,20 @@ type Config struct {
 	ScaleChannels       []int
 	ScaleChannelDevices int
 	ScaleDuration       time.Duration
-	// MemoryDevices is the population of the memory comparison with exact
-	// counting (DESIGN.md: 2M); it must be one of ScaleDevices.
-	MemoryDevices int
+
+	// Retention: the memory of ratingsd and of exact counting as one long
+	// stream of RetentionDevices (DESIGN.md's target: 2M) and
+	// RetentionChannels is retained, sampled every RetentionSample of
+	// event time. The stream covers RetentionDuration and ends at
+	// RetentionEnd in the generator's local time (its daily curve).
+	RetentionDevices, RetentionChannels int
+	RetentionDuration                   time.Duration
+	RetentionEnd                        time.Duration // time of day, e.g. 21h
+	RetentionSample                     time.Duration
+
+	// Only, if set, runs one part of the suite: "main" (end to end,
+	// alternatives, latency, accuracy), "scale" or "retention".
+	Only string
 
 	Lateness time.Duration // ratingsd -lateness
 	// CeilingBytes bounds the bytes of one `nats bench` run.
@@ -59,7 +72,11 @@ func FullConfig() Config {
 		ScaleChannels:       []int{50, 500, 5000},
 		ScaleChannelDevices: 1_000_000,
 		ScaleDuration:       5 * time.Minute,
-		MemoryDevices:       2_000_000,
+		RetentionDevices:    2_000_000,
+		RetentionChannels:   300,
+		RetentionDuration:   3 * time.Hour,
+		RetentionEnd:        21 * time.Hour,
+		RetentionSample:     15 * time.Minute,
 		Lateness:            10 * time.Second,
 		CeilingBytes:        1 << 30,
 		Timeout:             40 * time.Minute,
@@ -81,7 +98,11 @@ func SmokeConfig() Config {
 		ScaleChannels:       []int{50, 500},
 		ScaleChannelDevices: 5_000,
 		ScaleDuration:       2 * time.Minute,
-		MemoryDevices:       20_000,
+		RetentionDevices:    20_000,
+		RetentionChannels:   300,
+		RetentionDuration:   20 * time.Minute,
+		RetentionEnd:        21 * time.Hour,
+		RetentionSample:     5 * time.Minute,
 		Lateness:            5 * time.Second, // at least -min-dwell
 		CeilingBytes:        32 << 20,
 		Timeout:             5 * time.Minute,
@@ -108,7 +129,15 @@ type Report struct {
 	QueryIdl map[string][]float64 // after it
 	QueryErr map[string]int
 	Scale    []ScaleRow
+	// Retention is the retention scenario's result (nil if not run).
+	Retention *RetentionResult `json:",omitempty"`
 }
+
+// Parts of the suite, for Config.Only.
+var Parts = []string{"main", "scale", "retention"}
+
+// Runs reports whether the run of cfg includes part.
+func (c Config) Runs(part string) bool { return c.Only == "" || c.Only == part }
 
 // WorkloadInfo describes the main workload.
 type WorkloadInfo struct {
@@ -143,6 +172,9 @@ type ScaleRow struct {
 // Run runs every scenario of cfg. The work directory keeps logs and data
 // of the children; every child is stopped before Run returns.
 func Run(ctx context.Context, cfg Config, module, binDir, workDir, command string, logf func(string, ...any)) (*Report, error) {
+	if cfg.Only != "" && !slices.Contains(Parts, cfg.Only) {
+		return nil, fmt.Errorf("harness: no part %q to run only, want one of %s", cfg.Only, strings.Join(Parts, ", "))
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	defer KillChildren()
@@ -163,6 +195,30 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 	}
 	defer env.Close()
 
+	if cfg.Runs("main") {
+		if err := runMain(ctx, env, cfg, rep, logf); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Runs("scale") {
+		if err := runScale(ctx, env, cfg, rep, logf); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Runs("retention") {
+		if rep.Retention, err = runRetention(ctx, env, cfg, logf); err != nil {
+			return nil, err
+		}
+	}
+	rep.Elapsed = time.Since(t0)
+	return rep, nil
+}
+
+// runMain runs the main workload's scenarios: end to end with the
+// ceilings, the alternatives, latency and accuracy.
+func runMain(ctx context.Context, env *Env, cfg Config, rep *Report, logf func(string, ...any)) error {
+	tools := env.Tools
 	// The stream ends a few minutes before now: every event is in the past
 	// (not "future") and inside the 48 h minute retention (not "too_old").
 	start := time.Now().UTC().Truncate(time.Minute).Add(-cfg.Duration - 2*time.Minute)
@@ -170,7 +226,7 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 	w, err := Generate(ctx, bench.Config{Seed: cfg.Seed, Devices: cfg.Devices, Channels: cfg.Channels,
 		Start: start, Zone: primeTime(start), Duration: cfg.Duration, Truth: true, ReachSlots: []time.Duration{}}, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Workload = WorkloadInfo{Devices: cfg.Devices, Channels: cfg.Channels, Duration: cfg.Duration, Events: w.Len(), Start: start}
 
@@ -181,7 +237,7 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 		}
 		msgs, err := w.Encode(enc, limit)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		models := []bench.Model{bench.Tuning}
 		main := enc.Format == bench.FormatBinary && enc.Batch == 256 && !enc.S2
@@ -211,7 +267,7 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 				}
 				res, err := env.RunRatingsd(ctx, msgs, opt)
 				if err != nil {
-					return nil, fmt.Errorf("end to end %s, %s model: %w", enc, model, err)
+					return fmt.Errorf("end to end %s, %s model: %w", enc, model, err)
 				}
 				logf("  %.2fM events/s, %.2f CPU s per M events, lost %d, rejected %.0f", res.EventsPerSec/1e6, res.CPUPerMEvents, res.Lost, res.Rejected)
 				row.Runs = append(row.Runs, res)
@@ -241,7 +297,7 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 				logf("redis HyperLogLog, rep %d/%d", r+1, cfg.Reps)
 				res, err := env.RunRedis(ctx, msgs, w.Truth, 5*time.Minute)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				logf("  %.2fM events/s, server %.2f CPU s per M events, %d keys, %d B", res.EventsPerSec/1e6, res.ServerCPUPerM, res.Keys, res.UsedMemory)
 				rep.Redis = append(rep.Redis, res)
@@ -249,14 +305,18 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 				logf("exact counting, rep %d/%d", r+1, cfg.Reps)
 				ex, err := RunExact(msgs)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				rep.Exact = append(rep.Exact, ex)
 			}
 		}
 	}
-	w = nil
+	return nil
+}
 
+// runScale runs the scale scenario: devices grow at 300 channels, then
+// channels grow at cfg.ScaleChannelDevices devices.
+func runScale(ctx context.Context, env *Env, cfg Config, rep *Report, logf func(string, ...any)) error {
 	scale := func(devices, channels int, models []bench.Model, exact bool) error {
 		start := time.Now().UTC().Truncate(time.Minute).Add(-cfg.ScaleDuration - 2*time.Minute)
 		logf("scale: generating %d devices, %d channels × %s", devices, channels, cfg.ScaleDuration)
@@ -294,31 +354,22 @@ func Run(ctx context.Context, cfg Config, module, binDir, workDir, command strin
 	}
 	for _, d := range cfg.ScaleDevices {
 		if err := scale(d, 300, []bench.Model{bench.Tuning, bench.Events}, true); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for _, c := range cfg.ScaleChannels {
 		if err := scale(cfg.ScaleChannelDevices, c, []bench.Model{bench.Tuning}, false); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	rep.Elapsed = time.Since(t0)
-	return rep, nil
+	return nil
 }
 
 // primeTime returns a zone in which start is 20:30 local time, half an hour
 // into prime time, so that a run's load does not depend on the hour it is
 // run at (the generator follows the daily viewing curve of its zone).
 func primeTime(start time.Time) *time.Location {
-	const day = 24 * time.Hour
-	sinceMidnight := start.Sub(start.Truncate(day))
-	off := (20*time.Hour + 30*time.Minute - sinceMidnight) % day
-	if off > 12*time.Hour {
-		off -= day
-	} else if off <= -12*time.Hour {
-		off += day
-	}
-	return time.FixedZone("prime", int(off/time.Second))
+	return zoneAt(start, 20*time.Hour+30*time.Minute, "prime")
 }
 
 // DefaultDirs returns the bench-local GOBIN and image directory of module.

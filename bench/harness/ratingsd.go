@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,15 @@ type RatingsdOptions struct {
 	Truth *bench.Truth
 	// Timeout bounds the run.
 	Timeout time.Duration
+	// Args are more ratingsd flags, after the harness's own.
+	Args []string
+	// SampleAt are event times (Unix ms, ascending) at which the memory is
+	// sampled: before the first message holding an event after one, the
+	// publisher waits until ratingsd has counted everything published and
+	// reads its VmRSS and sketch memory (RatingsdResult.Samples) once at
+	// most two minutes are open: every minute up to the newest event time
+	// less the lateness is sealed then.
+	SampleAt []int64
 }
 
 // RatingsdResult is what one ratingsd run measured.
@@ -59,14 +69,31 @@ type RatingsdResult struct {
 	// allocates after the ingest.
 	PeakRSS     int64
 	SketchBytes float64
+	HeapGoal    float64 // go_memstats_next_gc_bytes at the end (see MemorySample)
 	Rejected    float64 // events rejected, any reason
-	Dropped     float64 // messages the NATS client dropped, slow-consumer events
-	Lost        int64   // events published but never counted
+	// RejectedBy is ratings_events_rejected_total by reason (those above 0).
+	RejectedBy  map[string]float64 `json:",omitempty"`
+	Dropped     float64            // messages the NATS client dropped, slow-consumer events
+	Lost        int64              // events published but never counted
 	SealDelays  []float64
 	Queries     map[string][]float64 // seconds, per endpoint, during the ingest
 	QueriesIdle map[string][]float64 // after it, while the last minutes seal
 	QueryErrors map[string]int
 	Accuracy    []Estimate
+	Samples     []MemorySample // at RatingsdOptions.SampleAt
+}
+
+// MemorySample is a process's memory at a point of a stream.
+type MemorySample struct {
+	At          time.Time // event time the stream had reached: no event after it was published yet
+	Events      int64     // events counted by then
+	Bytes       int64     // ratingsd: VmRSS; exact counting: the sets' live heap after a GC
+	SketchBytes float64   // ratingsd: ratings_sketch_memory_bytes; 0 for exact counting
+	// HeapGoal is ratingsd's go_memstats_next_gc_bytes: with GOGC=100 (it
+	// sets no other) about twice the heap that was live at its last GC.
+	HeapGoal float64
+	// Wait is how long the sample waited for ratingsd to count and seal.
+	Wait time.Duration
 }
 
 // RunRatingsd starts a fresh ratingsd (empty data directory), publishes msgs
@@ -100,6 +127,7 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 		// the child is killed at the end, so none is written.
 		"-checkpoint-every", "0", "-log-level", "warn",
 	}
+	args = append(args, opt.Args...)
 	c, err := StartChild("ratingsd", e.Tools.Ratingsd, args, dir+".log")
 	if err != nil {
 		return res, err
@@ -227,9 +255,62 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 	crossedAt := map[int64]time.Time{} // minute start (Unix ms) → watermark crossing
 	nextMinute := int64(-1)
 	var published int64
+	// drain waits until ratingsd has counted every event published; it
+	// gives up after 10 s without progress (messages lost).
+	drain := func() error {
+		last, lastChange := counted.Load(), time.Now()
+		for counted.Load()-start < published {
+			if now := counted.Load(); now != last {
+				last, lastChange = now, time.Now()
+			}
+			if done, err := c.Exited(); done {
+				return fmt.Errorf("ratingsd exited during the run: %v (log %s.log)", err, dir)
+			}
+			if time.Since(lastChange) > 10*time.Second {
+				return fmt.Errorf("ratingsd run: %d of %d events counted, none more for 10 s", counted.Load()-start, published)
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("ratingsd run: %d of %d events counted: %w", counted.Load()-start, published, ctx.Err())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}
+	sampleAt := opt.SampleAt
 	t0 := time.Now()
 	for i := range msgs.Len() {
 		subject, data, n, maxTS := msgs.msg(i)
+		for len(sampleAt) > 0 && maxTS > sampleAt[0] {
+			waitFrom := time.Now()
+			if err := drain(); err != nil {
+				return res, err
+			}
+			// Minutes are sealed by a ticker (every 250 ms), so those the
+			// watermark passed during the last tick may still be open: wait
+			// until only the newest one or two are. The watermark moves on
+			// with the wall clock meanwhile, far less than the lateness.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if err := scrape(); err != nil {
+					return res, fmt.Errorf("ratingsd run: %w", err)
+				}
+				open := (*lastMetrics.Load())["ratings_open_minutes"]
+				if open <= 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return res, fmt.Errorf("ratingsd run: %v minutes still open 10 s after the events up to %s were counted", open, time.UnixMilli(sampleAt[0]).UTC().Format(time.TimeOnly))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			rss, _, err := Memory(c.Pid())
+			if err != nil {
+				return res, err
+			}
+			m := *lastMetrics.Load()
+			res.Samples = append(res.Samples, MemorySample{At: time.UnixMilli(sampleAt[0]).UTC(), Events: counted.Load() - start,
+				Bytes: rss, SketchBytes: m["ratings_sketch_memory_bytes"], HeapGoal: m["go_memstats_next_gc_bytes"], Wait: time.Since(waitFrom)})
+			sampleAt = sampleAt[1:]
+		}
 		for published-(counted.Load()-start) > opt.Window {
 			if done, err := c.Exited(); done {
 				return res, fmt.Errorf("ratingsd exited during the run: %v (log %s.log)", err, dir)
@@ -333,8 +414,17 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 	res.Queries, res.QueriesIdle, res.QueryErrors = queries, queriesIdle, queryErrs
 	m := *lastMetrics.Load()
 	res.Rejected = SumPrefix(m, "ratings_events_rejected_total{")
+	for k, v := range m {
+		if reason, ok := strings.CutPrefix(k, `ratings_events_rejected_total{reason="`); ok && v > 0 {
+			if res.RejectedBy == nil {
+				res.RejectedBy = map[string]float64{}
+			}
+			res.RejectedBy[strings.TrimSuffix(reason, `"}`)] = v
+		}
+	}
 	res.Dropped = m["ratings_nats_dropped_messages_total"] + m["ratings_nats_slow_consumer_events_total"]
 	res.SketchBytes = m["ratings_sketch_memory_bytes"]
+	res.HeapGoal = m["go_memstats_next_gc_bytes"]
 	return res, nil
 }
 

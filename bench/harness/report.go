@@ -21,7 +21,7 @@ const (
 )
 
 // Chart file names, written by Write.
-var chartNames = []string{"e2e.png", "cpu.png", "latency.png", "accuracy.png", "scale-devices.png", "scale-channels.png"}
+var chartNames = []string{"e2e.png", "cpu.png", "latency.png", "accuracy.png", "scale-devices.png", "scale-channels.png", "retention.png"}
 
 // Write renders the report's charts into outDir and returns its markdown
 // section (with the markers). When outDir is imgDir (a full run for
@@ -81,8 +81,23 @@ func ReplaceSection(doc []byte, section string) ([]byte, error) {
 	return append(out, doc[j+len(EndMarker):]...), nil
 }
 
-// Check lists what a run failed to produce: every part must give figures.
+// Check lists what a run failed to produce: every part it ran must give
+// figures.
 func Check(rep *Report) []string {
+	var p []string
+	if rep.Config.Runs("main") {
+		p = append(p, checkMain(rep)...)
+	}
+	if rep.Config.Runs("scale") {
+		p = append(p, checkScale(rep)...)
+	}
+	if rep.Config.Runs("retention") {
+		p = append(p, retentionCheck(rep.Retention)...)
+	}
+	return p
+}
+
+func checkMain(rep *Report) []string {
 	var p []string
 	for _, r := range rep.E2E {
 		if len(r.Runs) == 0 {
@@ -119,6 +134,11 @@ func Check(rep *Report) []string {
 			p = append(p, "latency: no successful query of "+k)
 		}
 	}
+	return p
+}
+
+func checkScale(rep *Report) []string {
+	var p []string
 	if len(rep.Scale) == 0 {
 		p = append(p, "scale: no point")
 	}
@@ -138,9 +158,6 @@ func Check(rep *Report) []string {
 // Figures the reading quotes.
 type headline struct {
 	cpuRatingsd, cpuRedis, cpuRatio    float64 // CPU s per M events; redis / ratingsd
-	memRatingsd, memExact, memRatio    float64 // bytes; exact / ratingsd
-	memRatingsdEv, memRatioEv          float64
-	memDevices                         int
 	e2eBinary, ceilBinary, shareBinary float64
 	e2eJSON, ceilJSON, shareJSON       float64
 }
@@ -150,24 +167,6 @@ func headlines(rep *Report) headline {
 	h.cpuRatingsd = SpreadOf(field(rep.Ratingsd, func(r RatingsdResult) float64 { return r.CPUPerMEvents })).Median
 	h.cpuRedis = SpreadOf(fieldR(rep.Redis, func(r RedisResult) float64 { return r.ServerCPUPerM })).Median
 	h.cpuRatio = h.cpuRedis / h.cpuRatingsd
-	h.memDevices = rep.Config.MemoryDevices
-	h.memRatingsd, h.memExact, h.memRatingsdEv = math.NaN(), math.NaN(), math.NaN()
-	for _, s := range rep.Scale {
-		if s.Devices != rep.Config.MemoryDevices || s.Channels != 300 {
-			continue
-		}
-		rss := SpreadOf(field(s.Runs, func(r RatingsdResult) float64 { return float64(r.RSSSealed) })).Median
-		if s.Model == bench.Tuning {
-			h.memRatingsd = rss
-		} else {
-			h.memRatingsdEv = rss
-		}
-		if s.Exact != nil {
-			h.memExact = float64(s.Exact.HeapBytes)
-		}
-	}
-	h.memRatio = h.memExact / h.memRatingsd
-	h.memRatioEv = h.memExact / h.memRatingsdEv
 	h.e2eBinary, h.ceilBinary, h.e2eJSON, h.ceilJSON = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	for _, r := range rep.E2E {
 		if r.Model != bench.Tuning {
@@ -247,146 +246,156 @@ func Markdown(rep *Report, ref string) string {
 	}
 	w("%s\n\n## Benchmark suite (bench/harness)\n\n", BeginMarker)
 	w("Written by `%s` (bench/cmd/benchrun) on %s, in %s. Machine: %s. ", rep.Command, rep.Date.Format("2006-01-02 15:04 MST"), rep.Elapsed.Round(time.Second), rep.Machine)
-	w("Every figure is the %s; each repetition is a fresh ratingsd process with an empty data directory. ", spreadNote)
+	w("Every figure is the %s, except the retention scenario's (one run); each repetition is a fresh ratingsd process with an empty data directory. ", spreadNote)
 	w("The machine is shared, so absolute figures move by up to 2× between runs; ratios measured in the same run hold better.\n\n")
 	w("Setup: one `nats-server` child (the version go.mod pins) on loopback; the harness publishes pre-encoded messages over TCP to %d subjects `tv.events.pNN` (partitioned by device, like `bench.Publisher`), ", Partitions)
 	w("keeping at most 64k events published but not yet counted by ratingsd (its `ratings_events_total`, polled every 5 ms), so rates are sustained, not buffered, and ratingsd's workers stay within the lateness of each other although the stream is replayed much faster than real time. ")
 	w("ratingsd runs as a child (%s): `ratingsd -nats URL -model M -lateness %s -checkpoint-every 0`. ", rep.Tools.RatingsdFrom, cfg.Lateness)
 	w("Ceilings: `nats bench sub` + `nats bench pub` (natscli %s, installed into bench/bin) on the same server, with the mean message size of each scenario, interleaved with the ratingsd runs. ", NATSCLIVersion)
 	w("Redis: `%s`, a child on a free loopback port, no persistence.\n\n", rep.Tools.RedisVer)
-	wl := rep.Workload
-	w("Workload (the generator, seed %d): %d boxes, %d channels, %s of event time ending 2 minutes before the run: %d events (state report at the start, then zapping, sessions, ad breaks; no heartbeats), with the generator's exact truth.\n\n",
-		cfg.Seed, wl.Devices, wl.Channels, wl.Duration, wl.Events)
+	if cfg.Runs("main") {
+		wl := rep.Workload
+		w("Workload (the generator, seed %d): %d boxes, %d channels, %s of event time ending 2 minutes before the run: %d events (state report at the start, then zapping, sessions, ad breaks; no heartbeats), with the generator's exact truth.\n\n",
+			cfg.Seed, wl.Devices, wl.Channels, wl.Duration, wl.Events)
+	}
 
 	// Reading.
 	w("### Reading\n\n")
-	w("- **Per-event CPU, ratingsd vs Redis HyperLogLog** (same stream, events model): ratingsd %.2f CPU s per million events, redis-server %.2f — Redis uses %.1f× ratingsd's CPU. Target ratingsd ≤ 1/5 of Redis: %s.\n",
-		h.cpuRatingsd, h.cpuRedis, h.cpuRatio, metNot(h.cpuRatio >= 5))
-	w("- **Memory at %d devices vs exact counting** (same %s stream, %d channels, every minute kept): ratingsd resident %s (tuning model; events model %s), exact hash sets %s of live heap — exact uses %.1f× (%.1f×) ratingsd's memory. Target ratingsd ≤ 1/5 of exact: %s.",
-		h.memDevices, cfg.ScaleDuration, 300, mib(h.memRatingsd), mib(h.memRatingsdEv), mib(h.memExact), h.memRatio, h.memRatioEv, metNot(h.memRatio >= 5))
-	w(" ratingsd's figure is its whole process (Go runtime, tuning table, sealed sketches, open minutes), the exact one only the sets' heap: the comparison favours exact counting. Sketches are a fixed cost per (channel, minute) and hash sets grow with the audience, so the ratio grows with retention (48 h of minutes) and audience size.\n")
-	w("- **End to end vs the NATS ceiling**: binary batches of 256 events %s events/s against a `nats bench` ceiling of %s events/s for that message size (%s); one JSON event per message %s events/s against %s (%s). DESIGN.md asks ≥ 5M events/s and ≥ 45%% of the ceiling for binary batches, ≥ 50%% for JSON.\n",
-		mEvents(h.e2eBinary), mEvents(h.ceilBinary), pct(h.shareBinary), mEvents(h.e2eJSON), mEvents(h.ceilJSON), pct(h.shareJSON))
+	if cfg.Runs("main") {
+		w("- **Per-event CPU, ratingsd vs Redis HyperLogLog** (same stream, events model): ratingsd %.2f CPU s per million events, redis-server %.2f — Redis uses %.1f× ratingsd's CPU. Target ratingsd ≤ 1/5 of Redis: %s.\n",
+			h.cpuRatingsd, h.cpuRedis, h.cpuRatio, metNot(h.cpuRatio >= 5))
+	}
+	b.WriteString(retentionReading(rep))
+	if cfg.Runs("main") {
+		w("- **End to end vs the NATS ceiling**: binary batches of 256 events %s events/s against a `nats bench` ceiling of %s events/s for that message size (%s); one JSON event per message %s events/s against %s (%s). DESIGN.md asks ≥ 5M events/s and ≥ 45%% of the ceiling for binary batches, ≥ 50%% for JSON.\n",
+			mEvents(h.e2eBinary), mEvents(h.ceilBinary), pct(h.shareBinary), mEvents(h.e2eJSON), mEvents(h.ceilJSON), pct(h.shareJSON))
+	}
 	if rep.Config.Name == "smoke" {
 		w("- This is a smoke run: tiny populations, one repetition. It shows that every part runs; its figures are not measurements.\n")
 	}
 	w("\n")
 
-	// End to end.
-	w("### End to end through NATS, and the ceiling\n\n")
-	w("`%s` — %s. Share = ratingsd's rate / the ceiling's. CPU is ratingsd's own (`/proc/<pid>/stat`, user + system) from the first publication to the last event counted; the NATS server's and the publisher's CPU are not in it. Rejected = `ratings_events_rejected_total`, dropped = NATS client drops and slow-consumer events, lost = published but never counted.\n\n", rep.Command, spreadNote)
-	w("| messages | model | mean size | ratingsd events/s | ceiling events/s (`nats bench`) | share | CPU s / M events | RSS after ingest | rejected / dropped / lost |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rep.E2E {
-		rate := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return x.EventsPerSec }))
-		cpu := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return x.CPUPerMEvents }))
-		rss := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return float64(x.RSS) }))
-		ceil, share := "(the tuning row's)", "–"
-		if r.Model == bench.Tuning {
-			c := SpreadOf(r.Ceiling)
-			ceil = c.Format(mEvents)
-			share = pct(rate.Median / c.Median)
-		}
-		var rej, drop, lost float64
-		for _, x := range r.Runs {
-			rej += x.Rejected
-			drop += x.Dropped
-			lost += float64(x.Lost)
-		}
-		w("| %s | %s | %d B | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f |\n", r.Encoding, r.Model, r.MeanSize, rate.Format(mEvents), ceil, share, cpu.Format(secs), rss.Format(mib), rej, drop, lost)
-	}
-	w("\n![ratingsd end to end against the nats bench ceiling](%se2e.png)\n\n", ref)
-
-	// Alternatives.
-	w("### Alternatives on the same stream\n\n")
-	w("The binary-256 stream of the workload, events model (a device counts on every channel it tuned to in a minute). `%s` — %s.\n\n", rep.Command, spreadNote)
-	w("- ratingsd: a child process as above (`-model events`); CPU is its process's.\n")
-	w("- Redis HyperLogLog: the harness decodes the same frames and sends, for every 16 frames, one pipelined variadic `PFADD hll:<channel>:<minute> dev…` per key (github.com/redis/go-redis/v9); server CPU is redis-server's, client CPU the harness's (decoding, grouping, RESP). Memory: `INFO memory` used_memory and the server's RSS.\n")
-	w("- Exact counting: in the harness process, one Go hash set of 64-bit device hashes per (channel, minute) — the cheapest exact form; memory is the sets' live heap after a GC.\n\n")
-	w("| system | events/s | CPU s / M events | memory |\n|---|---|---|---|\n")
-	rr := rep.Ratingsd
-	w("| ratingsd (events model) | %s | %s (process) | %s RSS, of which sketches %s |\n",
-		SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.EventsPerSec })).Format(mEvents),
-		SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.CPUPerMEvents })).Format(secs),
-		SpreadOf(field(rr, func(x RatingsdResult) float64 { return float64(x.RSSSealed) })).Format(mib),
-		SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.SketchBytes })).Format(mib))
-	w("| Redis HLL | %s | %s server + %s client | %s used_memory, %s RSS, %d keys |\n",
-		SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.EventsPerSec })).Format(mEvents),
-		SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.ServerCPUPerM })).Format(secs),
-		SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.ClientCPUPerM })).Format(secs),
-		SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return float64(x.UsedMemory) })).Format(mib),
-		SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return float64(x.RSS) })).Format(mib),
-		firstKeys(rep.Redis))
-	w("| exact hash sets | %s | %s (in process) | %s heap, %s |\n\n",
-		SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return x.EventsPerSec })).Format(mEvents),
-		SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return x.CPUPerM })).Format(secs),
-		SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return float64(x.HeapBytes) })).Format(mib),
-		firstSets(rep.Exact))
-	w("![CPU per million events](%scpu.png)\n\n", ref)
-
-	// Latency.
-	w("### Latency\n\n")
-	w("From the binary-256 tuning-model runs (`%s`, all repetitions pooled). **Sealed minute**: for each minute the stream's own watermark sealed, the time from the publication of the first message whose newest event moved the watermark (newest event time − %s lateness) past the minute's end, to the arrival of its first `ratings.minute.<channel>` message at a subscriber — under full ingest load, so it includes the queue of up to 64k events ahead. **Queries**: one HTTP GET after another (5 ms apart, endpoints in turn) during the ingest (under load), and then while the last minutes seal (idle); errors are mostly 404s before the first minute is sealed.\n\n", rep.Command, cfg.Lateness)
-	w("| what | n | p50 | p99 | max | errors |\n|---|---|---|---|---|---|\n")
-	seal := slices.Clone(rep.Seal)
-	slices.Sort(seal)
-	if len(seal) > 0 {
-		w("| minute sealed → published | %d | %s | %s | %s | |\n", len(seal), ms(Quantile(seal, 0.5)), ms(Quantile(seal, 0.99)), ms(seal[len(seal)-1]))
-	}
-	for _, k := range []string{"/v1/audience", "/v1/now", "/v1/reach"} {
-		for _, phase := range []struct {
-			name string
-			qs   map[string][]float64
-		}{{"under load", rep.Queries}, {"idle", rep.QueryIdl}} {
-			q := slices.Clone(phase.qs[k])
-			slices.Sort(q)
-			if len(q) == 0 {
-				w("| `GET %s`, %s | 0 | | | | |\n", k, phase.name)
-				continue
+	if cfg.Runs("main") {
+		// End to end.
+		w("### End to end through NATS, and the ceiling\n\n")
+		w("`%s` — %s. Share = ratingsd's rate / the ceiling's. CPU is ratingsd's own (`/proc/<pid>/stat`, user + system) from the first publication to the last event counted; the NATS server's and the publisher's CPU are not in it. Rejected = `ratings_events_rejected_total`, dropped = NATS client drops and slow-consumer events, lost = published but never counted.\n\n", rep.Command, spreadNote)
+		w("| messages | model | mean size | ratingsd events/s | ceiling events/s (`nats bench`) | share | CPU s / M events | RSS after ingest | rejected / dropped / lost |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rep.E2E {
+			rate := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return x.EventsPerSec }))
+			cpu := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return x.CPUPerMEvents }))
+			rss := SpreadOf(field(r.Runs, func(x RatingsdResult) float64 { return float64(x.RSS) }))
+			ceil, share := "(the tuning row's)", "–"
+			if r.Model == bench.Tuning {
+				c := SpreadOf(r.Ceiling)
+				ceil = c.Format(mEvents)
+				share = pct(rate.Median / c.Median)
 			}
-			errs := ""
-			if phase.name == "under load" {
-				errs = fmt.Sprint(rep.QueryErr[k])
+			var rej, drop, lost float64
+			for _, x := range r.Runs {
+				rej += x.Rejected
+				drop += x.Dropped
+				lost += float64(x.Lost)
 			}
-			w("| `GET %s`, %s | %d | %s | %s | %s | %s |\n", k, phase.name, len(q), ms(Quantile(q, 0.5)), ms(Quantile(q, 0.99)), ms(q[len(q)-1]), errs)
+			w("| %s | %s | %d B | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f |\n", r.Encoding, r.Model, r.MeanSize, rate.Format(mEvents), ceil, share, cpu.Format(secs), rss.Format(mib), rej, drop, lost)
 		}
-	}
-	w("\n![latency](%slatency.png)\n\n", ref)
+		w("\n![ratingsd end to end against the nats bench ceiling](%se2e.png)\n\n", ref)
 
-	// Accuracy.
-	w("### Accuracy against the exact truth\n\n")
-	w("Every (channel, minute) with a non-zero true audience, from `/v1/audience` (ratingsd, all repetitions pooled: each has its own random sketch key) and `PFCOUNT` (Redis, events model), against the generator's exact truth for the same model. Relative error |est − truth| / truth; coverage = fraction of truths inside the served [low, high] (Redis serves no interval). In the tuning model ratingsd keeps exact counts, so its error is 0 by design.\n\n")
-	w("| system | audience | n | mean rel | p99 rel | max rel | max abs | coverage |\n|---|---|---|---|---|---|---|---|\n")
-	for _, k := range []string{"ratingsd events", "ratingsd tuning", "redis"} {
-		for i, bucket := range ByBucket(rep.Accuracy[k]) {
-			if len(bucket) == 0 {
-				continue
-			}
-			s := ErrorsOf(bucket)
-			cov := pct2(s.Covered)
-			if k == "redis" {
-				cov = "–"
-			}
-			w("| %s | %s | %d | %s | %s | %s | %.0f | %s |\n", k, SizeBuckets[i].Name, s.N, pct2(s.MeanRel), pct2(s.P99Rel), pct2(s.MaxRel), s.MaxAbs, cov)
-		}
-	}
-	w("\n![accuracy by audience size](%saccuracy.png)\n\n", ref)
+		// Alternatives.
+		w("### Alternatives on the same stream\n\n")
+		w("The binary-256 stream of the workload, events model (a device counts on every channel it tuned to in a minute). `%s` — %s.\n\n", rep.Command, spreadNote)
+		w("- ratingsd: a child process as above (`-model events`); CPU is its process's.\n")
+		w("- Redis HyperLogLog: the harness decodes the same frames and sends, for every 16 frames, one pipelined variadic `PFADD hll:<channel>:<minute> dev…` per key (github.com/redis/go-redis/v9); server CPU is redis-server's, client CPU the harness's (decoding, grouping, RESP). Memory: `INFO memory` used_memory and the server's RSS.\n")
+		w("- Exact counting: in the harness process, one Go hash set of 64-bit device hashes per (channel, minute) — the cheapest exact form; memory is the sets' live heap after a GC.\n\n")
+		w("| system | events/s | CPU s / M events | memory |\n|---|---|---|---|\n")
+		rr := rep.Ratingsd
+		w("| ratingsd (events model) | %s | %s (process) | %s RSS, of which sketches %s |\n",
+			SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.EventsPerSec })).Format(mEvents),
+			SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.CPUPerMEvents })).Format(secs),
+			SpreadOf(field(rr, func(x RatingsdResult) float64 { return float64(x.RSSSealed) })).Format(mib),
+			SpreadOf(field(rr, func(x RatingsdResult) float64 { return x.SketchBytes })).Format(mib))
+		w("| Redis HLL | %s | %s server + %s client | %s used_memory, %s RSS, %d keys |\n",
+			SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.EventsPerSec })).Format(mEvents),
+			SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.ServerCPUPerM })).Format(secs),
+			SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return x.ClientCPUPerM })).Format(secs),
+			SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return float64(x.UsedMemory) })).Format(mib),
+			SpreadOf(fieldR(rep.Redis, func(x RedisResult) float64 { return float64(x.RSS) })).Format(mib),
+			firstKeys(rep.Redis))
+		w("| exact hash sets | %s | %s (in process) | %s heap, %s |\n\n",
+			SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return x.EventsPerSec })).Format(mEvents),
+			SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return x.CPUPerM })).Format(secs),
+			SpreadOf(fieldE(rep.Exact, func(x ExactResult) float64 { return float64(x.HeapBytes) })).Format(mib),
+			firstSets(rep.Exact))
+		w("![CPU per million events](%scpu.png)\n\n", ref)
 
-	// Scale.
-	w("### Scale\n\n")
-	w("Binary-256 streams of %s of event time; devices grow at 300 channels, then channels grow at %d devices. RSS is ratingsd's VmRSS once every minute is sealed, peak its VmHWM then (the most it held during ingest and sealing); exact is the hash-set baseline's heap on the same stream. `%s` — %s.\n\n", cfg.ScaleDuration, cfg.ScaleChannelDevices, rep.Command, spreadNote)
-	w("| devices | channels | model | events | events/s | RSS sealed | peak RSS | sketches | exact heap |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, s := range rep.Scale {
-		ex := ""
-		if s.Exact != nil {
-			ex = mib(float64(s.Exact.HeapBytes))
+		// Latency.
+		w("### Latency\n\n")
+		w("From the binary-256 tuning-model runs (`%s`, all repetitions pooled). **Sealed minute**: for each minute the stream's own watermark sealed, the time from the publication of the first message whose newest event moved the watermark (newest event time − %s lateness) past the minute's end, to the arrival of its first `ratings.minute.<channel>` message at a subscriber — under full ingest load, so it includes the queue of up to 64k events ahead. **Queries**: one HTTP GET after another (5 ms apart, endpoints in turn) during the ingest (under load), and then while the last minutes seal (idle); errors are mostly 404s before the first minute is sealed.\n\n", rep.Command, cfg.Lateness)
+		w("| what | n | p50 | p99 | max | errors |\n|---|---|---|---|---|---|\n")
+		seal := slices.Clone(rep.Seal)
+		slices.Sort(seal)
+		if len(seal) > 0 {
+			w("| minute sealed → published | %d | %s | %s | %s | |\n", len(seal), ms(Quantile(seal, 0.5)), ms(Quantile(seal, 0.99)), ms(seal[len(seal)-1]))
 		}
-		w("| %d | %d | %s | %d | %s | %s | %s | %s | %s |\n", s.Devices, s.Channels, s.Model, s.Events,
-			SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return x.EventsPerSec })).Format(mEvents),
-			SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return float64(x.RSSSealed) })).Format(mib),
-			SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return float64(x.PeakRSS) })).Format(mib),
-			SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return x.SketchBytes })).Format(mib), ex)
+		for _, k := range []string{"/v1/audience", "/v1/now", "/v1/reach"} {
+			for _, phase := range []struct {
+				name string
+				qs   map[string][]float64
+			}{{"under load", rep.Queries}, {"idle", rep.QueryIdl}} {
+				q := slices.Clone(phase.qs[k])
+				slices.Sort(q)
+				if len(q) == 0 {
+					w("| `GET %s`, %s | 0 | | | | |\n", k, phase.name)
+					continue
+				}
+				errs := ""
+				if phase.name == "under load" {
+					errs = fmt.Sprint(rep.QueryErr[k])
+				}
+				w("| `GET %s`, %s | %d | %s | %s | %s | %s |\n", k, phase.name, len(q), ms(Quantile(q, 0.5)), ms(Quantile(q, 0.99)), ms(q[len(q)-1]), errs)
+			}
+		}
+		w("\n![latency](%slatency.png)\n\n", ref)
+
+		// Accuracy.
+		w("### Accuracy against the exact truth\n\n")
+		w("Every (channel, minute) with a non-zero true audience, from `/v1/audience` (ratingsd, all repetitions pooled: each has its own random sketch key) and `PFCOUNT` (Redis, events model), against the generator's exact truth for the same model. Relative error |est − truth| / truth; coverage = fraction of truths inside the served [low, high] (Redis serves no interval). In the tuning model ratingsd keeps exact counts, so its error is 0 by design.\n\n")
+		w("| system | audience | n | mean rel | p99 rel | max rel | max abs | coverage |\n|---|---|---|---|---|---|---|---|\n")
+		for _, k := range []string{"ratingsd events", "ratingsd tuning", "redis"} {
+			for i, bucket := range ByBucket(rep.Accuracy[k]) {
+				if len(bucket) == 0 {
+					continue
+				}
+				s := ErrorsOf(bucket)
+				cov := pct2(s.Covered)
+				if k == "redis" {
+					cov = "–"
+				}
+				w("| %s | %s | %d | %s | %s | %s | %.0f | %s |\n", k, SizeBuckets[i].Name, s.N, pct2(s.MeanRel), pct2(s.P99Rel), pct2(s.MaxRel), s.MaxAbs, cov)
+			}
+		}
+		w("\n![accuracy by audience size](%saccuracy.png)\n\n", ref)
 	}
-	w("\n![scale with devices](%sscale-devices.png)\n![scale with channels](%sscale-channels.png)\n\n%s\n", ref, ref, EndMarker)
+
+	if cfg.Runs("scale") {
+		// Scale.
+		w("### Scale\n\n")
+		w("Binary-256 streams of %s of event time; devices grow at 300 channels, then channels grow at %d devices. RSS is ratingsd's VmRSS once every minute is sealed, peak its VmHWM then (the most it held during ingest and sealing); exact is the hash-set baseline's heap on the same stream. Five minutes show how the cost grows with the population, not what the product keeps (48 h of minutes): memory with retention is compared in the next section. `%s` — %s.\n\n", cfg.ScaleDuration, cfg.ScaleChannelDevices, rep.Command, spreadNote)
+		w("| devices | channels | model | events | events/s | RSS sealed | peak RSS | sketches | exact heap |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range rep.Scale {
+			ex := ""
+			if s.Exact != nil {
+				ex = mib(float64(s.Exact.HeapBytes))
+			}
+			w("| %d | %d | %s | %d | %s | %s | %s | %s | %s |\n", s.Devices, s.Channels, s.Model, s.Events,
+				SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return x.EventsPerSec })).Format(mEvents),
+				SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return float64(x.RSSSealed) })).Format(mib),
+				SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return float64(x.PeakRSS) })).Format(mib),
+				SpreadOf(field(s.Runs, func(x RatingsdResult) float64 { return x.SketchBytes })).Format(mib), ex)
+		}
+		w("\n![scale with devices](%sscale-devices.png)\n![scale with channels](%sscale-channels.png)\n\n", ref, ref)
+	}
+	b.WriteString(retentionMarkdown(rep, ref))
+	w("%s\n", EndMarker)
 	return b.String()
 }
 
@@ -406,15 +415,35 @@ func firstSets(rs []ExactResult) string {
 
 // caption is the second line of every chart's title: command, date,
 // machine and spread.
-func caption(rep *Report) string {
-	spread := fmt.Sprintf("median, min–max of %d", rep.Config.Reps)
-	if rep.Config.Reps == 1 {
+func caption(rep *Report) string { return captionOf(rep, rep.Config.Reps) }
+
+// captionOf is caption for a chart of reps repetitions.
+func captionOf(rep *Report, reps int) string {
+	spread := fmt.Sprintf("median, min–max of %d", reps)
+	if reps == 1 {
 		spread = "1 repetition"
 	}
 	return fmt.Sprintf("%s, %s, %d cores / %.0f GiB, %s", rep.Command, rep.Date.Format("2006-01-02"), rep.Machine.Cores, float64(rep.Machine.Memory)/(1<<30), spread)
 }
 
 func writeCharts(rep *Report, dir string) error {
+	if rep.Config.Runs("main") {
+		if err := mainCharts(rep, dir); err != nil {
+			return err
+		}
+	}
+	if rep.Config.Runs("scale") {
+		if err := scaleCharts(rep, dir); err != nil {
+			return err
+		}
+	}
+	if rep.Config.Runs("retention") && rep.Retention != nil {
+		return retentionChart(rep, dir)
+	}
+	return nil
+}
+
+func mainCharts(rep *Report, dir string) error {
 	cpt := caption(rep)
 	// End to end vs ceiling.
 	var cats []string
@@ -478,10 +507,11 @@ func writeCharts(rep *Report, dir string) error {
 		}
 		ss = append(ss, series{k + " mean", mean}, series{k + " p99", p99})
 	}
-	if err := barChart(filepath.Join(dir, "accuracy.png"), "relative error by true audience size, % (events model; tuning is exact)\n"+cpt, "% error", bcats, ss); err != nil {
-		return err
-	}
-	// Scale.
+	return barChart(filepath.Join(dir, "accuracy.png"), "relative error by true audience size, % (events model; tuning is exact)\n"+cpt, "% error", bcats, ss)
+}
+
+func scaleCharts(rep *Report, dir string) error {
+	cpt := caption(rep)
 	var devTun, devEv line
 	devTun.name, devEv.name = "ratingsd tuning RSS", "ratingsd events RSS"
 	exact := line{name: "exact sets heap"}

@@ -1,10 +1,12 @@
 // Command benchrun runs the benchmark suite of bench/harness: the NATS
 // ceiling (`nats bench`), ratingsd end to end, the Redis HyperLogLog and
-// exact-counting alternatives, latency, accuracy and scale. It starts every
-// process it needs as a child and kills them all when it exits.
+// exact-counting alternatives, latency, accuracy, scale, and memory with
+// retention against exact counting. It starts every process it needs as a
+// child and kills them all when it exits.
 //
 //	go run ./bench/cmd/benchrun              # full: bench/img/*.png and bench/RESULTS.md
 //	go run ./bench/cmd/benchrun -smoke -out DIR   # every part once, small, into DIR
+//	go run ./bench/cmd/benchrun -only retention   # one part, full size, into a temporary directory
 //
 // Run it from the repository (it builds ratingsd from this tree).
 package main
@@ -18,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +40,7 @@ func run(args []string, stderr io.Writer) int {
 	results := fs.String("results", "", "markdown `file` whose harness section (between <!-- harness:begin --> and <!-- harness:end -->) is replaced; default bench/RESULTS.md for a full run without -out, none otherwise")
 	reps := fs.Int("reps", 0, "repetitions of each scenario (default 3, 1 with -smoke)")
 	ratingsd := fs.String("ratingsd", "", "measure this ratingsd `binary` instead of building one from the tree")
+	only := fs.String("only", "", "run only this `part` of the suite: "+strings.Join(harness.Parts, ", ")+"; its report goes to -out (default a new temporary directory), never into bench/RESULTS.md")
 	work := fs.String("work", "", "work `directory` for the children's logs and data (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -49,6 +53,17 @@ func run(args []string, stderr io.Writer) int {
 		cfg = harness.SmokeConfig()
 	}
 	cfg.Ratingsd = *ratingsd
+	if *only != "" {
+		if !slices.Contains(harness.Parts, *only) {
+			fmt.Fprintf(stderr, "benchrun: -only %q: want one of %s\n", *only, strings.Join(harness.Parts, ", "))
+			return 2
+		}
+		if *results != "" {
+			fmt.Fprintf(stderr, "benchrun: -only %s with -results: a partial run would replace the whole harness section\n", *only)
+			return 2
+		}
+		cfg.Only = *only
+	}
 	if *reps > 0 {
 		cfg.Reps = *reps
 	}
@@ -68,8 +83,8 @@ func run(args []string, stderr io.Writer) int {
 	outDir := *out
 	resultsFile := *results
 	switch {
-	case outDir == "" && *smoke:
-		if outDir, err = os.MkdirTemp("", "benchrun-smoke-"); err != nil {
+	case outDir == "" && (*smoke || *only != ""):
+		if outDir, err = os.MkdirTemp("", "benchrun-"+cfg.Name+"-"); err != nil {
 			logf("%v", err)
 			return 1
 		}
@@ -107,7 +122,11 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if raw, err := json.MarshalIndent(rep, "", " "); err == nil {
-		_ = os.WriteFile(filepath.Join(os.TempDir(), "benchrun-last-"+cfg.Name+".json"), raw, 0o644)
+		name := cfg.Name
+		if cfg.Only != "" {
+			name += "-" + cfg.Only
+		}
+		_ = os.WriteFile(filepath.Join(os.TempDir(), "benchrun-last-"+name+".json"), raw, 0o644)
 	}
 	md, err := harness.Write(rep, outDir, imgDir, module)
 	if err != nil {
