@@ -30,7 +30,7 @@ bench-hot:
 
 # The benchmark suite (bench/harness, bench/cmd/benchrun): nats bench ceiling,
 # ratingsd end to end, Redis HyperLogLog and exact counting on the same
-# stream, latency, accuracy and scale, 3 repetitions each. About 15 minutes on
+# stream, latency, accuracy, scale and retention. About 15 minutes on
 # 2 cores; rewrites bench/img/*.png and the harness section of bench/RESULTS.md.
 # It starts nats-server, ratingsd and redis-server as children (redis-server
 # from Debian: apt-get install -y redis-server) and installs natscli into
