@@ -399,3 +399,120 @@ func TestRatesNext(t *testing.T) {
 		}
 	}
 }
+
+// TestNextFrameMatchesNext checks that NextFrame gives the events of Next,
+// batch by batch: its frames decode to Next's events and are byte for byte
+// the frames BatchEncoder.Add of them makes, and Events and the truth agree.
+// Over both models' feeds (no heartbeats; heartbeats with duplicates and
+// jitter), a few seeds, more channels and regions than a frame names, and
+// frames of one and of several calls.
+func TestNextFrameMatchesNext(t *testing.T) {
+	feeds := map[string]Config{
+		"tuning": {Devices: 6000, Duration: 40 * time.Minute, Truth: true},
+		"events": {Devices: 4000, Channels: 900, Regions: 150, Duration: 30 * time.Minute, Truth: true,
+			Heartbeat: time.Minute, Duplicates: 0.05, Jitter: 2 * time.Second, BatchEvents: 700},
+	}
+	for name, cfg := range feeds {
+		for _, seed := range []uint64{1, 2, 77} {
+			cfg.Seed = seed
+			byNext, err := NewGenerator(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byFrame, _ := NewGenerator(cfg)
+			ctx := context.Background()
+			var plain, fused event.BatchEncoder
+			var d event.Decoder
+			var rej event.Rejections
+			var batch, decoded []event.Event
+			var pending []event.Event // Next's events in the frame
+			frames := 0
+			check := func(b int) {
+				t.Helper()
+				got := fused.AppendFrame(nil, false)
+				if want := plain.AppendFrame(nil, false); !bytes.Equal(got, want) {
+					t.Fatalf("%s seed %d batch %d: NextFrame's frame differs from Add's of Next's events", name, seed, b)
+				}
+				decoded = d.Decode(decoded[:0], got, &rej)
+				if rej.Total() != 0 || len(decoded) != len(pending) {
+					t.Fatalf("%s seed %d batch %d: %d events decoded, %d rejected (%v); want %d",
+						name, seed, b, len(decoded), rej.Total(), rej.First, len(pending))
+				}
+				for i, e := range decoded {
+					w := pending[i]
+					if !bytes.Equal(e.Device, w.Device) || !bytes.Equal(e.Channel, w.Channel) ||
+						!bytes.Equal(e.Region, w.Region) || e.TS != w.TS || e.Kind != w.Kind {
+						t.Fatalf("%s seed %d batch %d event %d: NextFrame's %s %s %s %d %s, Next's %s %s %s %d %s", name, seed, b, i,
+							e.Device, e.Channel, e.Region, e.TS, e.Kind, w.Device, w.Channel, w.Region, w.TS, w.Kind)
+					}
+				}
+				plain.Reset()
+				fused.Reset()
+				pending = pending[:0]
+				frames++
+			}
+			b := 0
+			for ; byNext.Next(ctx, &batch); b++ {
+				if !byFrame.NextFrame(ctx, &fused) {
+					t.Fatalf("%s seed %d batch %d: NextFrame ended (%v), Next did not", name, seed, b, byFrame.Err())
+				}
+				for i := range batch {
+					if err := plain.Add(&batch[i]); err != nil {
+						t.Fatalf("%s seed %d batch %d: Add: %v", name, seed, b, err)
+					}
+					e := batch[i]
+					e.Device = bytes.Clone(e.Device)
+					pending = append(pending, e)
+				}
+				if byFrame.Events() != byNext.Events() || !byFrame.Now().Equal(byNext.Now()) {
+					t.Fatalf("%s seed %d batch %d: Events, Now %d, %s; Next's %d, %s", name, seed, b,
+						byFrame.Events(), byFrame.Now(), byNext.Events(), byNext.Now())
+				}
+				if b%4 != 3 { // else the next call adds to the same frame
+					check(b)
+				}
+			}
+			if len(pending) > 0 {
+				check(b)
+			}
+			if byFrame.NextFrame(ctx, &fused) || fused.Len() != 0 || byFrame.Err() != nil {
+				t.Fatalf("%s seed %d: NextFrame after the end added %d events (err %v)", name, seed, fused.Len(), byFrame.Err())
+			}
+			if n := byNext.Events(); n < 20000 || frames < 10 {
+				t.Fatalf("%s seed %d: only %d events in %d frames: the test covers too little", name, seed, n, frames)
+			}
+			var tNext, tFrame bytes.Buffer
+			if _, err := byNext.Truth().WriteTo(&tNext); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := byFrame.Truth().WriteTo(&tFrame); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(tNext.Bytes(), tFrame.Bytes()) {
+				t.Errorf("%s seed %d: NextFrame's truth differs from Next's", name, seed)
+			}
+		}
+	}
+}
+
+// TestNextFrameFullEncoder checks that NextFrame takes no event when enc
+// has no room for a batch, and says why.
+func TestNextFrameFullEncoder(t *testing.T) {
+	g, err := NewGenerator(Config{Seed: 4, Devices: 1000, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc event.BatchEncoder
+	ev := event.Event{Device: []byte("stb-x"), Channel: []byte("ch-001"), TS: 1}
+	for range event.DefaultMaxBatchEvents - g.Config().BatchEvents + 1 {
+		if err := enc.Add(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.NextFrame(context.Background(), &enc) || g.Events() != 0 {
+		t.Fatalf("NextFrame into a frame of %d events took %d events", enc.Len(), g.Events())
+	}
+	if err := g.Err(); err == nil || !strings.Contains(err.Error(), "no room for a batch of 256") {
+		t.Errorf("Err() = %v, want no room for a batch", err)
+	}
+}

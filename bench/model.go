@@ -289,6 +289,12 @@ const deviceLen = 12
 func putDevice(b []byte, d uint32) {
 	_ = b[deviceLen-1]
 	b[0], b[1], b[2], b[3] = 's', 't', 'b', '-'
+	binary.LittleEndian.PutUint64(b[4:], deviceDigits(d))
+}
+
+// deviceDigits returns the eight digits of d (d < 10^8) as the bytes of a
+// little-endian word, small enough to inline.
+func deviceDigits(d uint32) uint64 {
 	// The eight digits in one word, by arithmetic on its lanes: a chain of
 	// divisions by 100 cost ~10 ns an event, and a table of 10,000
 	// four-digit strings is 40 KB probed at random, more than L1, which the
@@ -301,7 +307,7 @@ func putDevice(b []byte, d uint32) {
 	v = q | (v-q*100)<<16
 	q = v * 103 >> 10 & 0x000f000f000f000f
 	v = q | (v-q*10)<<8
-	binary.LittleEndian.PutUint64(b[4:], v|0x3030303030303030)
+	return v | 0x3030303030303030
 }
 
 // DeviceName returns the name of device d (0-based).

@@ -260,11 +260,21 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		}
 		return p.asyncErr()
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		// nats.go refuses a flush without a deadline.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
 	if err := p.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("publish: flush: %w", err)
 	}
 	return nil
 }
+
+// flushTimeout bounds Flush's round trip to a core NATS server when the
+// caller's context has no deadline.
+const flushTimeout = 30 * time.Second
 
 // Published returns the messages and events published so far.
 func (p *Publisher) Published() (msgs, events int64) { return p.msgs, p.events }

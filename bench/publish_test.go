@@ -199,3 +199,34 @@ func TestPublisherConfigErrors(t *testing.T) {
 	f(PublishConfig{Subject: "tv.*"}, `subject "tv.*"`)
 	f(PublishConfig{Format: 9}, "format format(9) is not a format")
 }
+
+// TestFlushWithoutDeadline: Flush over core NATS with a context that has no
+// deadline (tvload's, a signal context) gets its own bound instead of
+// failing, as nats.go's FlushWithContext does without one.
+func TestFlushWithoutDeadline(t *testing.T) {
+	url := startNATS(t)
+	evs, _ := generate(t, Config{Seed: 3, Devices: 100, Channels: 5, Duration: time.Minute})
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("tv.nodeadline.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPublisher(nc, PublishConfig{Subject: "tv.nodeadline", Partitions: 1, Format: FormatBinary, Batch: 65536})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush without a deadline: %v", err)
+	}
+	// One partition, one batch: the flush sent it and the server has it.
+	if n, _, err := sub.Pending(); err != nil || n != 1 {
+		t.Errorf("after Flush: %d messages pending at the subscriber (%v), want 1", n, err)
+	}
+}

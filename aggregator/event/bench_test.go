@@ -1,6 +1,7 @@
 package event_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -123,6 +124,50 @@ func BenchmarkEncodeBinary256(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
 		})
 	}
+}
+
+// BenchmarkEncodeIndexed256 is BenchmarkEncodeBinary256/s2=false by
+// ChannelIndex and RegionIndex (by key) of each event and one
+// AddIndexedEvents of the batch (a producer that keeps the indexes per
+// batch saves most of the lookups too).
+func BenchmarkEncodeIndexed256(b *testing.B) {
+	evs := workload(256, 1)
+	keys := make([][2]int, len(evs))
+	for i := range evs {
+		var ch, rg int
+		fmt.Sscanf(string(evs[i].Channel), "ch%d", &ch)
+		fmt.Sscanf(string(evs[i].Region), "reg-%d", &rg)
+		keys[i] = [2]int{ch, rg}
+	}
+	var enc event.BatchEncoder
+	var frame []byte
+	batch := make([]event.IndexedEvent, len(evs))
+	b.ReportAllocs()
+	for b.Loop() {
+		enc.Reset()
+		for i := range evs {
+			ev := &evs[i]
+			ci, err := enc.ChannelIndex(ev.Channel, keys[i][0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			ri, err := enc.RegionIndex(ev.Region, keys[i][1])
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch[i] = event.IndexedEvent{TS: ev.TS, Device: ev.Device, Channel: int32(ci), Region: int32(ri), Kind: ev.Kind}
+		}
+		if _, err := enc.AddIndexedEvents(batch); err != nil {
+			b.Fatal(err)
+		}
+		frame = enc.AppendFrame(frame[:0], false)
+	}
+	if want := frameOf(b, evs, false); !bytes.Equal(frame, want) {
+		b.Fatal("AddIndexedEvents' frame differs from Add's")
+	}
+	b.SetBytes(int64(len(frame)))
+	b.ReportMetric(float64(b.N)*float64(len(evs))/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
 }
 
 func BenchmarkEncodeJSON(b *testing.B) {

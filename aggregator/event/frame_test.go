@@ -292,3 +292,187 @@ func TestBatchEncoderAddKeyed(t *testing.T) {
 	}
 	f("forgotten names", many)
 }
+
+// TestBatchEncoderAddIndexed checks that ChannelIndex, RegionIndex and
+// AddIndexed write the frames of Add and return its errors: over names of
+// every length class, the empty channel and region, keys right, wrong and
+// absent, and past the names an encoder remembers; and that a bad index or
+// the empty channel on a tune is refused with the batch unchanged.
+func TestBatchEncoderAddIndexed(t *testing.T) {
+	long := strings.Repeat("x", 40)
+	names := []string{"", "a", "ab", "abc", "ch-1", "ch-01", "ch-001", "channel", "channel8", "channel-9",
+		"sixteen-bytes-16", "seventeen-bytes17", long, long + "y", "bad name", strings.Repeat("z", 65)}
+	var plain, indexed event.BatchEncoder
+	add := func(ev *event.Event, chKey, rgKey int) {
+		t.Helper()
+		errPlain := plain.Add(ev)
+		ci, errCh := indexed.ChannelIndex(ev.Channel, chKey)
+		ri, errRg := indexed.RegionIndex(ev.Region, rgKey)
+		var errIdx error
+		switch {
+		case errCh != nil:
+			errIdx = errCh
+		case errRg != nil:
+			errIdx = errRg
+		default:
+			errIdx = indexed.AddIndexed(ev.Kind, ev.TS, ev.Device, ci, ri)
+		}
+		if fmt.Sprint(errPlain) != fmt.Sprint(errIdx) {
+			t.Fatalf("event %s %q %q %d %s (keys %d, %d): indexed: %v; Add: %v",
+				ev.Device, ev.Channel, ev.Region, ev.TS, ev.Kind, chKey, rgKey, errIdx, errPlain)
+		}
+	}
+	same := func(what string) {
+		t.Helper()
+		// A name refused by Add is in neither dictionary; a valid name of
+		// a refused event is in indexed's only: compare where none was.
+		for _, compress := range []bool{false, true} {
+			if got, want := indexed.AppendFrame(nil, compress), plain.AppendFrame(nil, compress); !bytes.Equal(got, want) {
+				t.Fatalf("%s: AddIndexed's frame differs from Add's\ngot  %x\nwant %x", what, got, want)
+			}
+		}
+		if indexed.Len() != plain.Len() || indexed.Size() != plain.Size() {
+			t.Fatalf("%s: Len, Size %d, %d; Add's %d, %d", what, indexed.Len(), indexed.Size(), plain.Len(), plain.Size())
+		}
+		plain.Reset()
+		indexed.Reset()
+	}
+	for b := range 6 {
+		for i := range 300 {
+			c, r := (i*7+b)%len(names), (i*5+b*3)%len(names)
+			ev := event.Event{Device: fmt.Appendf(nil, "stb-%0*d", 1+i%20, i), Channel: []byte(names[c]),
+				Region: []byte(names[r]), TS: 1764187200000 + int64(i*37%12000) - 6000, Kind: event.Kind(i % 3)}
+			if ev.Validate() != nil {
+				continue // below: a refused event leaves its valid names in indexed's dictionaries
+			}
+			switch b % 3 {
+			case 0:
+				add(&ev, c, r+100)
+			case 1:
+				add(&ev, -1, -1)
+			case 2:
+				add(&ev, (i+c)%5, 3) // keys that change names
+			}
+		}
+		same(fmt.Sprintf("batch %d", b))
+	}
+	// Past the names an encoder remembers (it forgets them at Reset), and
+	// indexes of more than one byte.
+	for b := range 5 {
+		for i := range 6000 {
+			add(&event.Event{Device: fmt.Appendf(nil, "stb-%0*d", 1+i%12, i), Channel: fmt.Appendf(nil, "c%d-%d", b%2, i),
+				Region: fmt.Appendf(nil, "r%d", i/2%300), TS: int64(1 + i)}, i, i/2%300)
+		}
+		same(fmt.Sprintf("forgetting batch %d", b))
+	}
+
+	// Errors: Add's for what Add checks, with the batch unchanged.
+	ok := event.Event{Device: []byte("stb-1"), Channel: []byte("npo1"), TS: 1764187200000}
+	add(&ok, 1, 1)
+	before := indexed.AppendFrame(nil, false)
+	longDev := []byte(strings.Repeat("d", 65))
+	for _, ev := range []event.Event{
+		{Channel: []byte("npo1"), TS: 1},
+		{Device: longDev, Channel: []byte("npo1"), TS: 1},
+		{Device: []byte("d"), Channel: []byte("npo1"), TS: 1, Kind: 3},
+		{Device: []byte("d"), Channel: []byte("npo1"), TS: 0},
+		{Device: []byte("d"), Channel: []byte("npo1"), TS: 253402300800000},
+		{Device: []byte("d"), Channel: []byte("new channel"), TS: 1},
+		{Device: []byte("d"), Channel: []byte("npo1"), Region: []byte(long + long), TS: 1},
+		{Device: []byte("d"), Channel: []byte("npo1"), Region: []byte("r/1"), TS: 1},
+	} {
+		add(&ev, -1, -1)
+	}
+	f := func(kind event.Kind, channel, region int, want string) {
+		t.Helper()
+		err := indexed.AddIndexed(kind, 1764187200000, []byte("stb-2"), channel, region)
+		if err == nil || err.Error() != want {
+			t.Errorf("AddIndexed(%s, channel %d, region %d) = %v, want %s", kind, channel, region, err, want)
+		}
+		if got := indexed.AppendFrame(nil, false); !bytes.Equal(got, before) || indexed.Len() != 1 {
+			t.Errorf("a refused AddIndexed changed the batch")
+		}
+	}
+	empty, _ := indexed.ChannelIndex(nil, -1)
+	before = indexed.AppendFrame(nil, false) // the dictionary has "" now
+	f(event.Tune, 7, 0, "bad_channel: channel index 7 is not in the batch's dictionary of 2")
+	f(event.Tune, -1, 0, "bad_channel: channel index -1 is not in the batch's dictionary of 2")
+	f(event.Tune, 0, 1, "bad_region: region index 1 is not in the batch's dictionary of 1")
+	f(event.Heartbeat, empty, 0, "bad_channel: channel is empty for a heartbeat event")
+	if err := indexed.AddIndexed(event.Standby, 1764187200000, []byte("stb-2"), empty, 0); err != nil {
+		t.Errorf("AddIndexed of a standby with the empty channel: %v", err)
+	}
+
+	// The batch is full at DefaultMaxBatchEvents.
+	indexed.Reset()
+	ci, _ := indexed.ChannelIndex([]byte("npo1"), -1)
+	ri, _ := indexed.RegionIndex(nil, -1)
+	for i := range event.DefaultMaxBatchEvents {
+		if err := indexed.AddIndexed(event.Tune, 1, []byte("stb-1"), ci, ri); err != nil {
+			t.Fatalf("AddIndexed %d: %v", i, err)
+		}
+	}
+	if err := indexed.AddIndexed(event.Tune, 1, []byte("stb-1"), ci, ri); event.ReasonOf(err) != event.TooLarge {
+		t.Errorf("AddIndexed to a full batch: got %v, want a too_large error", err)
+	}
+}
+
+// TestBatchEncoderAddIndexedEvents checks that AddIndexedEvents writes the
+// frame of AddIndexed of each event, and stops at the first bad one with
+// the events before it in the batch.
+func TestBatchEncoderAddIndexedEvents(t *testing.T) {
+	var one, many event.BatchEncoder
+	var evs []event.IndexedEvent
+	for _, enc := range []*event.BatchEncoder{&one, &many} {
+		for i := range 40 {
+			c, err := enc.ChannelIndex(fmt.Appendf(nil, "ch-%d", i%17), i%17)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := enc.RegionIndex(fmt.Appendf(nil, "r-%d", i%150), -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := event.IndexedEvent{TS: 1764187200000 + int64(i*977%20000), Device: fmt.Appendf(nil, "stb-%0*d", 1+i%20, i),
+				Channel: int32(c), Region: int32(r), Kind: event.Kind(i % 3)}
+			if enc == &one {
+				if err := one.AddIndexed(ev.Kind, ev.TS, ev.Device, int(ev.Channel), int(ev.Region)); err != nil {
+					t.Fatalf("AddIndexed %d: %v", i, err)
+				}
+			} else {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	if n, err := many.AddIndexedEvents(evs); n != len(evs) || err != nil {
+		t.Fatalf("AddIndexedEvents = %d, %v; want %d, nil", n, err, len(evs))
+	}
+	want := one.AppendFrame(nil, false)
+	if got := many.AppendFrame(nil, false); !bytes.Equal(got, want) {
+		t.Fatalf("AddIndexedEvents' frame differs from AddIndexed's\ngot  %x\nwant %x", got, want)
+	}
+
+	// A bad event stops it: the events before it stay, the rest are not added.
+	many.Reset()
+	bad := append([]event.IndexedEvent(nil), evs[:5]...)
+	bad = append(bad, event.IndexedEvent{TS: 1, Device: []byte("d"), Channel: 99})
+	bad = append(bad, evs[5:]...)
+	one.Reset()
+	many.Reset()
+	for _, enc := range []*event.BatchEncoder{&one, &many} {
+		for i := range 40 {
+			enc.ChannelIndex(fmt.Appendf(nil, "ch-%d", i%17), i%17)
+			enc.RegionIndex(fmt.Appendf(nil, "r-%d", i%150), -1)
+		}
+	}
+	for _, ev := range evs[:5] {
+		one.AddIndexed(ev.Kind, ev.TS, ev.Device, int(ev.Channel), int(ev.Region))
+	}
+	n, err := many.AddIndexedEvents(bad)
+	if n != 5 || err == nil || err.Error() != "bad_channel: channel index 99 is not in the batch's dictionary of 17" {
+		t.Fatalf("AddIndexedEvents with event 5 bad = %d, %v; want 5 and its error", n, err)
+	}
+	if got, want := many.AppendFrame(nil, false), one.AppendFrame(nil, false); !bytes.Equal(got, want) || many.Len() != 5 {
+		t.Errorf("after a bad event: %d events, frame differs %v; want the 5 before it", many.Len(), !bytes.Equal(got, want))
+	}
+}
