@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -145,6 +146,12 @@ func New(agg *aggregator.Aggregator) *Metrics {
 	s.NewGauge(`ratings_channels`, m.fromAgg(func(a *aggregator.Aggregator) float64 { return float64(a.ChannelCount()) }))
 	s.NewGauge(`ratings_sketch_memory_bytes`, m.fromAgg(sketchBytes))
 
+	// The collector: the heap it found live at its last cycle and its
+	// target (GOGC; ratingsd sets 50 unless the environment sets it), from
+	// which the heap goal follows: live × (1 + gogc/100).
+	s.NewGauge(`go_gc_heap_live_bytes`, runtimeMetric("/gc/heap/live:bytes"))
+	s.NewGauge(`go_gc_gogc_percent`, runtimeMetric("/gc/gogc:percent"))
+
 	// NATS.
 	m.slowConsumer = s.NewCounter(`ratings_nats_slow_consumer_events_total`)
 	m.dropped = s.NewCounter(`ratings_nats_dropped_messages_total`)
@@ -166,6 +173,19 @@ func New(agg *aggregator.Aggregator) *Metrics {
 	// Counts archive.
 	m.countsFailures = s.NewCounter(`ratings_counts_archive_failures_total`)
 	return m
+}
+
+// runtimeMetric returns a gauge function reading the runtime/metrics
+// metric name (a uint64 kind).
+func runtimeMetric(name string) func() float64 {
+	return func() float64 {
+		sample := []rtmetrics.Sample{{Name: name}}
+		rtmetrics.Read(sample)
+		if sample[0].Value.Kind() != rtmetrics.KindUint64 {
+			return 0
+		}
+		return float64(sample[0].Value.Uint64())
+	}
 }
 
 // SetAggregator points the engine gauges at agg.

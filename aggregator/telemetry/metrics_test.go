@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +133,17 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	}
 	if _, ok := got["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics (go_goroutines)")
+	}
+	// The collector's live heap and target, read from runtime/metrics.
+	runtime.GC()
+	_, got = scrape(t, m)
+	pct := debug.SetGCPercent(-1)
+	debug.SetGCPercent(pct)
+	if got["go_gc_gogc_percent"] != strconv.Itoa(pct) {
+		t.Errorf("go_gc_gogc_percent = %q, want the runtime's %d", got["go_gc_gogc_percent"], pct)
+	}
+	if live, err := strconv.ParseFloat(got["go_gc_heap_live_bytes"], 64); err != nil || live <= 0 {
+		t.Errorf("go_gc_heap_live_bytes = %q, want a positive size", got["go_gc_heap_live_bytes"])
 	}
 }
 

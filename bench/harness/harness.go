@@ -74,7 +74,7 @@ func FullConfig() Config {
 		ScaleDuration:       5 * time.Minute,
 		RetentionDevices:    2_000_000,
 		RetentionChannels:   300,
-		RetentionDuration:   3 * time.Hour,
+		RetentionDuration:   6 * time.Hour,
 		RetentionEnd:        21 * time.Hour,
 		RetentionSample:     15 * time.Minute,
 		Lateness:            10 * time.Second,

@@ -69,7 +69,7 @@ type RatingsdResult struct {
 	// allocates after the ingest.
 	PeakRSS     int64
 	SketchBytes float64
-	HeapGoal    float64 // go_memstats_next_gc_bytes at the end (see MemorySample)
+	HeapLive    float64 // go_gc_heap_live_bytes at the end (see MemorySample)
 	Rejected    float64 // events rejected, any reason
 	// RejectedBy is ratings_events_rejected_total by reason (those above 0).
 	RejectedBy  map[string]float64 `json:",omitempty"`
@@ -89,9 +89,10 @@ type MemorySample struct {
 	Events      int64     // events counted by then
 	Bytes       int64     // ratingsd: VmRSS; exact counting: the sets' live heap after a GC
 	SketchBytes float64   // ratingsd: ratings_sketch_memory_bytes; 0 for exact counting
-	// HeapGoal is ratingsd's go_memstats_next_gc_bytes: with GOGC=100 (it
-	// sets no other) about twice the heap that was live at its last GC.
-	HeapGoal float64
+	// HeapLive is ratingsd's go_gc_heap_live_bytes: the heap its collector
+	// found live at its last cycle (resident memory is that plus the
+	// collector's headroom, GOGC percent of it, and the runtime's own).
+	HeapLive float64
 	// Wait is how long the sample waited for ratingsd to count and seal.
 	Wait time.Duration
 }
@@ -308,7 +309,7 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 			}
 			m := *lastMetrics.Load()
 			res.Samples = append(res.Samples, MemorySample{At: time.UnixMilli(sampleAt[0]).UTC(), Events: counted.Load() - start,
-				Bytes: rss, SketchBytes: m["ratings_sketch_memory_bytes"], HeapGoal: m["go_memstats_next_gc_bytes"], Wait: time.Since(waitFrom)})
+				Bytes: rss, SketchBytes: m["ratings_sketch_memory_bytes"], HeapLive: m["go_gc_heap_live_bytes"], Wait: time.Since(waitFrom)})
 			sampleAt = sampleAt[1:]
 		}
 		for published-(counted.Load()-start) > opt.Window {
@@ -424,7 +425,7 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 	}
 	res.Dropped = m["ratings_nats_dropped_messages_total"] + m["ratings_nats_slow_consumer_events_total"]
 	res.SketchBytes = m["ratings_sketch_memory_bytes"]
-	res.HeapGoal = m["go_memstats_next_gc_bytes"]
+	res.HeapLive = m["go_gc_heap_live_bytes"]
 	return res, nil
 }
 

@@ -51,7 +51,7 @@ const (
 	seriesTuning
 	seriesEventsSketch
 	seriesTuningSketch
-	seriesEventsHeap // half the heap goal: about the heap live at the last GC
+	seriesEventsHeap // the heap live at the last GC
 	seriesTuningHeap
 	nSeries
 )
@@ -78,7 +78,7 @@ func (r *RetentionResult) samples(k int) (xs, ys []float64) {
 		case seriesEventsSketch, seriesTuningSketch:
 			y = s.SketchBytes
 		case seriesEventsHeap, seriesTuningHeap:
-			y = s.HeapGoal / 2
+			y = s.HeapLive
 		}
 		ys = append(ys, y)
 	}
@@ -187,7 +187,7 @@ func runRetention(ctx context.Context, env *Env, cfg Config, logf func(string, .
 		for _, s := range res.Samples {
 			wait = max(wait, s.Wait)
 		}
-		res.Samples = append(res.Samples, MemorySample{At: end, Events: res.Events - res.Lost, Bytes: res.RSSSealed, SketchBytes: res.SketchBytes, HeapGoal: res.HeapGoal})
+		res.Samples = append(res.Samples, MemorySample{At: end, Events: res.Events - res.Lost, Bytes: res.RSSSealed, SketchBytes: res.SketchBytes, HeapLive: res.HeapLive})
 		logf("  ratingsd %s: %.2fM events/s, RSS %.0f MiB sealed (peak %.0f), sketches %.0f MiB, rejected %v, lost %d; longest wait of a sample %s",
 			model, res.EventsPerSec/1e6, float64(res.RSSSealed)/(1<<20), float64(res.PeakRSS)/(1<<20), res.SketchBytes/(1<<20), res.RejectedBy, res.Lost, wait.Round(time.Millisecond))
 		if model == bench.Events {
@@ -268,6 +268,7 @@ type retentionRatios struct {
 	ok                          bool // every series fitted
 	exact48, events48, tuning48 float64
 	heap48, heap48Tuning        float64 // exact ÷ ratingsd's live heap at 48 h, extrapolated
+	heapSpan, heapSpanTuning    float64 // exact ÷ ratingsd's live heap at the measured span
 }
 
 func (r *RetentionResult) ratios() retentionRatios {
@@ -286,6 +287,13 @@ func (r *RetentionResult) ratios() retentionRatios {
 	q.exact48, q.events48, q.tuning48 = fits[seriesExact].At(h), fits[seriesEvents].At(h), fits[seriesTuning].At(h)
 	q.at48, q.at48Tuning = q.exact48/q.events48, q.exact48/q.tuning48
 	q.heap48, q.heap48Tuning = q.exact48/fits[seriesEventsHeap].At(h), q.exact48/fits[seriesTuningHeap].At(h)
+	lastLive := func(ss []MemorySample) float64 {
+		if len(ss) == 0 {
+			return math.NaN()
+		}
+		return ss[len(ss)-1].HeapLive
+	}
+	q.heapSpan, q.heapSpanTuning = q.exact/lastLive(r.EventsRun.Samples), q.exact/lastLive(r.Tuning.Samples)
 	if !q.ok {
 		q.at48, q.at48Tuning = math.NaN(), math.NaN()
 	}
@@ -314,7 +322,7 @@ func retentionReading(rep *Report) string {
 	w("**Extrapolated** to the product's %.0f h of minutes along those lines, exact ÷ ratingsd = (%s + %.0f h × %s) ÷ (%s + %.0f h × %s) = **%.1f×** (tuning model %.1f×). ",
 		h, mib(f[seriesExact].Intercept), h, mibPerHour(f[seriesExact].Slope), mib(f[seriesEvents].Intercept), h, mibPerHour(f[seriesEvents].Slope), q.at48, q.at48Tuning)
 	w("Target ratingsd ≤ 1/5 of exact: at %s measured %s; at %.0f h extrapolated %s. ", span, metNot(q.atSpan >= 5), h, metNot(q.at48 >= 5))
-	w("Heap against heap instead (ratingsd's live heap, about half its GC heap goal, without the collector's headroom and the runtime's other memory), the %.0f h extrapolation is %.1f× (tuning model %.1f×). ", h, q.heap48, q.heap48Tuning)
+	w("Heap against heap instead (ratingsd's live heap, `go_gc_heap_live_bytes`, without the collector's headroom and the runtime's other memory, against the sets' live heap): at %s measured %.1f× (tuning model %.1f×), at %.0f h extrapolated %.1f× (tuning model %.1f×). ", span, q.heapSpan, q.heapSpanTuning, h, q.heap48, q.heap48Tuning)
 	w("ratingsd's figure is its whole process (Go runtime, tuning table, sealed and open minutes, hourly rollups and reach tier), exact counting's only its sets' heap; the tuning model's exact counterpart would also need the per-device tuning state ratingsd keeps, so only the events-model ratio is like for like. ")
 	w("The slopes are measured in the evening (%s), when more boxes are on than on the day's average: other hours add less to both — to the hash sets in proportion to the devices counted, to the sketches less than in proportion (a dense sketch has a fixed size) — so the extrapolation probably favours ratingsd; a whole day is not measured.\n", r.window())
 	return b.String()
@@ -353,7 +361,7 @@ func retentionMarkdown(rep *Report, ref string) string {
 	w("| **%.0f h, extrapolated** (intercept + %.0f × slope) | | %s | %s | %s | %s | %s | **%.1f×** | **%.1f×** |\n\n", h, h,
 		mib(q.exact48), mib(q.events48), mib(f[seriesEventsSketch].At(h)), mib(q.tuning48), mib(f[seriesTuningSketch].At(h)), q.at48, q.at48Tuning)
 	w("The %.0f h row is not measured: it extends the fitted lines of the %s actually streamed, assuming every further hour costs what the measured ones did (they are evening hours). ", h, hoursMinutes(r.Duration))
-	w("Where ratingsd's resident memory grows, per retained hour: events model RSS %s, of which Go heap live at the last GC %s (half of `go_memstats_next_gc_bytes`, the heap goal at GOGC=100), of which sketches %s; tuning model RSS %s, live heap %s, sketches %s. The rest of the RSS is the collector's headroom (up to the live heap again) and memory not yet returned to the OS. ",
+	w("Where ratingsd's resident memory grows, per retained hour: events model RSS %s, of which Go heap live at the last GC %s (`go_gc_heap_live_bytes`), of which sketches %s; tuning model RSS %s, live heap %s, sketches %s. The rest of the RSS is the collector's headroom (GOGC percent of the live heap: ratingsd runs at 50) and memory not yet returned to the OS. ",
 		mibPerHour(f[seriesEvents].Slope), mibPerHour(f[seriesEventsHeap].Slope), mibPerHour(f[seriesEventsSketch].Slope),
 		mibPerHour(f[seriesTuning].Slope), mibPerHour(f[seriesTuningHeap].Slope), mibPerHour(f[seriesTuningSketch].Slope))
 	w("ratingsd: %.2fM events/s in the events model and %.2fM in the tuning model, rejected %s / %s, lost %d / %d; peak RSS %s / %s. Exact counting: %d sets, %d entries.\n\n",

@@ -77,8 +77,8 @@ func retentionFixture() *RetentionResult {
 		at := start.Add(time.Duration(i) * 30 * time.Minute)
 		ev := int64(i) * 8_000_000
 		r.Exact.Samples = append(r.Exact.Samples, MemorySample{At: at, Events: ev, Bytes: int64((10 + 100*h) * mb)})
-		r.EventsRun.Samples = append(r.EventsRun.Samples, MemorySample{At: at, Events: ev, Bytes: int64((200 + 10*h) * mb), SketchBytes: h * mb, HeapGoal: 2 * (50 + 5*h) * mb})
-		r.Tuning.Samples = append(r.Tuning.Samples, MemorySample{At: at, Events: ev, Bytes: int64((400 + 12*h) * mb), SketchBytes: 2 * h * mb, HeapGoal: 2 * (100 + 8*h) * mb})
+		r.EventsRun.Samples = append(r.EventsRun.Samples, MemorySample{At: at, Events: ev, Bytes: int64((200 + 10*h) * mb), SketchBytes: h * mb, HeapLive: (50 + 5*h) * mb})
+		r.Tuning.Samples = append(r.Tuning.Samples, MemorySample{At: at, Events: ev, Bytes: int64((400 + 12*h) * mb), SketchBytes: 2 * h * mb, HeapLive: (100 + 8*h) * mb})
 	}
 	return r
 }
@@ -117,7 +117,7 @@ func TestRetentionRatios(t *testing.T) {
 		"**Extrapolated** to the product's 48 h",
 		"(10 MiB + 48 h × +100 MiB/h) ÷ (200 MiB + 48 h × +10 MiB/h) = **7.1×**",
 		"at 3h measured **not met**; at 48 h extrapolated **met**",
-		"the 48 h extrapolation is 16.6× (tuning model 9.9×)",
+		"at 48 h extrapolated 16.6× (tuning model 9.9×)",
 		"of which Go heap live at the last GC +5.0 MiB/h",
 		"rejected 0 / 12 (late 12)",
 		"| 30m | 8.00M | 60 MiB | 205 MiB |",

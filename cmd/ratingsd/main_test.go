@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -185,4 +186,23 @@ func TestHelpFlags(t *testing.T) {
 	f("Usage\n", nil, `no "Flags:" line`)
 	f("Usage\nFlags:\n  -a\n    \tusage\n", nil, `"  -a" is neither`)
 	f("Usage\nFlags:\n  -a\t[RATINGS_A]\nstray\n", nil, `"stray" is neither`)
+}
+
+// TestTuneGC: without GOGC in the environment the collector's target is
+// defaultGOGC; with it, the runtime's (the environment's) is left alone.
+func TestTuneGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	if got := tuneGC(func(string) string { return "" }); got != defaultGOGC {
+		t.Errorf("tuneGC without GOGC = %d, want %d", got, defaultGOGC)
+	}
+	if got := debug.SetGCPercent(100); got != defaultGOGC {
+		t.Errorf("GC percent after tuneGC = %d, want %d", got, defaultGOGC)
+	}
+	if got := tuneGC(func(k string) string { return map[string]string{"GOGC": "200"}[k] }); got != 0 {
+		t.Errorf("tuneGC with GOGC=200 = %d, want 0 (left to the runtime)", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent after tuneGC with GOGC set = %d, want unchanged 100", got)
+	}
 }
