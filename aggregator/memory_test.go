@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,10 @@ const (
 	// targetHourly is how many more distinct devices a channel has over
 	// an hour than in one of its minutes (zapping, arrivals, departures).
 	targetHourly = 2.5
+	// targetRegions is how many regions (access nodes) the devices are in:
+	// a channel's audience is spread over as many of them as it has
+	// devices, up to all, and each sealed minute keeps a count per cell.
+	targetRegions = 40
 )
 
 // targetCurve is the share of the prime-time audience watching at each
@@ -112,7 +117,8 @@ func clonePacked(p packed) packed { return append(packed(nil), p...) }
 
 // targetState returns an Aggregator (tuning model, clock at benchStart)
 // holding the target state: 2M devices in its tuning table and credited in
-// the open minute, every minute of the 48 h before sealed, their complete
+// the open minute, every minute of the 48 h before sealed (with its counts
+// per region cell), their complete
 // hourly rollups, and 28 days of reach-tier hours. Sketches of an hour of
 // the day are built once per tier and copied to each minute and hour at
 // that time of day, so sizes follow the daily curve; only their contents
@@ -140,6 +146,7 @@ func targetState(tb testing.TB, afterIngest func()) *Aggregator {
 		level := targetCurve[hod]
 		var minute, rollup, reach *hourSketches
 		var counts []uint64
+		var cells rows
 		for n := firstHour; n < now/60; n++ {
 			if int(n%24) != hod {
 				continue
@@ -150,9 +157,13 @@ func targetState(tb testing.TB, afterIngest func()) *Aggregator {
 					m, c := targetSketches(tb, key, s, level, 1, uint64(hod))
 					r, _ := targetSketches(tb, key, s, level, targetHourly, uint64(100+hod))
 					minute, rollup, counts = &m, &r, c
+					cells = targetCells(counts)
 				}
 				for m := n * 60; m < n*60+60; m++ {
-					st.minutes[m] = targetMinute(minuteTime(m), minute.clone(), counts)
+					sealed := targetMinute(minuteTime(m), minute.clone(), counts)
+					sealed.cells = cells
+					sealed.cells.data = slices.Clone(cells.data)
+					st.minutes[m] = sealed
 				}
 				st.hours[n] = &hour{hourSketches: rollup.clone(), complete: true}
 			}
@@ -167,6 +178,36 @@ func targetState(tb testing.TB, afterIngest func()) *Aggregator {
 	st.first, st.newest = firstMin, now-1
 	st.firstHour, st.newestHour = firstHour, now/60-1
 	return a
+}
+
+// targetCells returns a minute's counts per (region, channel) cell for the
+// channel audiences counts: each channel's devices spread evenly over as
+// many of the targetRegions regions as it has devices (up to all), under
+// name tables shared by every minute.
+func targetCells(counts []uint64) rows {
+	regNames, chNames := []string{""}, []string{""}
+	for r := 1; r <= targetRegions; r++ {
+		regNames = append(regNames, fmt.Sprintf("r-%02d", r))
+	}
+	for c := 1; c < len(counts); c++ {
+		chNames = append(chNames, fmt.Sprintf("ch-%03d", c-1))
+	}
+	t := rows{a: regNames, b: chNames}
+	for r := 1; r <= targetRegions; r++ {
+		for c := 1; c < len(counts); c++ {
+			k := min(counts[c], targetRegions)
+			if uint64(r) > k {
+				continue
+			}
+			n := counts[c] / k
+			if uint64(r) <= counts[c]%k {
+				n++
+			}
+			t.add(uint32(r), uint32(c), n)
+		}
+	}
+	t.done()
+	return t
 }
 
 // targetMinute makes a sealed minute of the packed sketches h whose
@@ -231,6 +272,11 @@ func BenchmarkTargetStateMemory(b *testing.B) {
 		b.ReportMetric(float64(rssBytes(b))/(1<<20), "rss-MiB")
 		b.ReportMetric(float64(a.SketchBytes())/(1<<20), "sketch-MiB")
 		b.ReportMetric(float64(len(a.store.minutes)), "sealed-minutes")
+		cells := 0
+		for _, m := range a.store.minutes {
+			cells += m.cells.n
+		}
+		b.ReportMetric(float64(cells), "cells")
 		b.ReportMetric(float64(len(a.store.reach)), "reach-hours")
 		b.ReportMetric(float64(a.TuningTableSize()), "devices")
 		b.ReportMetric(float64(liveBytes(b, a))/(1<<20), "as-live-MiB")
