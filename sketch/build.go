@@ -32,7 +32,7 @@ func FromHashes(key *Key, precision uint8, hashes []uint64) (*Sketch, error) {
 	for i, h := range hashes {
 		ks[i] = encodeHash(h, p)
 	}
-	slices.Sort(ks)
+	sortKeys(ks)
 	ks = slices.Compact(ks)
 
 	// The sparse list: varint deltas, the library's layout.
@@ -95,4 +95,42 @@ func posVal(x uint64, p uint8) (uint64, uint8) {
 
 func bextr(v uint64, start, length uint8) uint64 {
 	return (v >> start) & ((1 << length) - 1)
+}
+
+// radixAbove is the length from which sortKeys sorts by radix: below it a
+// comparison sort is as fast and needs no scratch space.
+const radixAbove = 256
+
+// sortKeys sorts ks ascending: four passes of an 8-bit radix sort (stable,
+// linear, its counts one pass and 4 KiB of stack) for long lists, which the
+// sealer builds for every channel of every minute (profiled: the comparison
+// sort was 6% of a tuning-model workload), else slices.Sort.
+func sortKeys(ks []uint32) {
+	if len(ks) < radixAbove {
+		slices.Sort(ks)
+		return
+	}
+	var counts [4][256]int32
+	for _, k := range ks {
+		counts[0][k&0xFF]++
+		counts[1][k>>8&0xFF]++
+		counts[2][k>>16&0xFF]++
+		counts[3][k>>24]++
+	}
+	src, dst := ks, make([]uint32, len(ks))
+	for d := range 4 {
+		c := &counts[d]
+		var sum int32
+		for i := range c {
+			sum, c[i] = sum+c[i], sum
+		}
+		shift := 8 * d
+		for _, k := range src {
+			b := k >> shift & 0xFF
+			dst[c[b]] = k
+			c[b]++
+		}
+		src, dst = dst, src
+	}
+	// After an even number of passes the sorted keys are back in ks.
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -88,5 +89,32 @@ func BenchmarkFromHashes(b *testing.B) {
 				s.Estimate()
 			}
 		})
+	}
+}
+
+// TestSortKeys checks the radix sort against slices.Sort on both sides of
+// radixAbove, with duplicates and extreme keys.
+func TestSortKeys(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 7, radixAbove - 1, radixAbove, 1000, 70000} {
+		ks := make([]uint32, n)
+		for i := range ks {
+			switch i % 7 {
+			case 0:
+				ks[i] = 0
+			case 1:
+				ks[i] = ^uint32(0)
+			case 2:
+				ks[i] = ks[i/2] // a duplicate
+			default:
+				ks[i] = r.Uint32()
+			}
+		}
+		want := slices.Clone(ks)
+		slices.Sort(want)
+		sortKeys(ks)
+		if !slices.Equal(ks, want) {
+			t.Errorf("n=%d: radix sort differs from slices.Sort", n)
+		}
 	}
 }
