@@ -12,12 +12,11 @@ import (
 // b.N, so that no run pays for simulating a fresh epoch it does not use.
 var benchGens = map[string]*Generator{}
 
-// benchGenerate runs b.N events of a day of cfg's population through
-// encode; one op is one event. The generator is created (untimed) once and
-// again when its day ends.
-func benchGenerate(b *testing.B, cfg Config, encode func(*Generator, []event.Event)) {
-	ctx := context.Background()
-	var batch []event.Event
+// benchGenerator returns the benchmark's generator of cfg (kept across
+// its runs, so that they go on through the day) and a function that makes
+// a new one, untimed, when the day ends. It resets the timer and reports
+// allocations.
+func benchGenerator(b *testing.B, cfg Config) (*Generator, func() *Generator) {
 	newGen := func() *Generator {
 		b.StopTimer()
 		defer b.StartTimer()
@@ -34,6 +33,16 @@ func benchGenerate(b *testing.B, cfg Config, encode func(*Generator, []event.Eve
 		g = newGen()
 	}
 	b.ResetTimer()
+	return g, newGen
+}
+
+// benchGenerate runs b.N events of a day of cfg's population through
+// encode; one op is one event. The generator is created (untimed) once and
+// again when its day ends.
+func benchGenerate(b *testing.B, cfg Config, encode func(*Generator, []event.Event)) {
+	ctx := context.Background()
+	var batch []event.Event
+	g, newGen := benchGenerator(b, cfg)
 	start := time.Now()
 	for n := 0; n < b.N; {
 		if !g.Next(ctx, &batch) {
@@ -54,22 +63,7 @@ func BenchmarkGenerate(b *testing.B) {
 	cfg := Config{Seed: 1, Duration: 24 * time.Hour}
 	var enc event.BatchEncoder
 	frame := make([]byte, 0, 64<<10)
-	newGen := func() *Generator { // a new day, untimed, as benchGenerate
-		b.StopTimer()
-		defer b.StartTimer()
-		g, err := NewGenerator(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchGens[b.Name()] = g
-		return g
-	}
-	b.ReportAllocs()
-	g := benchGens[b.Name()]
-	if g == nil {
-		g = newGen()
-	}
-	b.ResetTimer()
+	g, newGen := benchGenerator(b, cfg)
 	start := time.Now()
 	for n := 0; n < b.N; {
 		if !g.NextFrame(ctx, &enc) {
