@@ -342,9 +342,12 @@ func (a *Aggregator) combine(key *sketch.Key, cs []*counter, wantSketch bool) (s
 		return est, nil
 	}
 	sk := a.union(key, cs, allExact)
-	e := sk.Estimate()
 	if a.cfg.Model == Events && !allExact {
-		est = e
+		// Only an estimate then. Otherwise the count is exact and the
+		// sketch needs none: FromHashes returns it compacted, and dense
+		// registers have nothing to compact (a dense estimate is 16,384
+		// math.Pow calls, ~0.3 ms).
+		est = sk.Estimate()
 	}
 	return est, sk
 }
