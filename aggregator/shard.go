@@ -38,8 +38,9 @@ type shard struct {
 	// lastPairs is the number of (cell, device) pairs of the last minute
 	// handed to the sealer (Events), to size the next minute's table.
 	lastPairs int
-	// crediting is set while creditMinuteLocked runs: flushLocked then
-	// leaves its credits in pending for applyCreditsLocked.
+	// crediting is set while creditMinuteLocked or ingest (Tuning) runs:
+	// flushLocked then leaves its credits in pending for
+	// applyCreditsLocked, which runs before the lock is released.
 	crediting bool
 	pending   []pendingCredit
 	// sink takes the loads of ingest's first pass (see ingest), so that
@@ -209,6 +210,13 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 		s.prepareEventsLocked(items)
 	} else {
 		s.prepareTuningLocked(items)
+		// Minutes an item completes are credited in batches too
+		// (applyCreditsLocked), before the lock is released.
+		s.crediting = true
+		defer func() {
+			s.applyCreditsLocked()
+			s.crediting = false
+		}()
 	}
 	accepted := 0
 	for i := range items {

@@ -251,6 +251,9 @@ func (s *shard) flushLocked(d *device) {
 	}
 	if s.crediting {
 		s.pending = append(s.pending, pendingCredit{p: p, h: d.mh, ch: best.ch, region: d.region})
+		if len(s.pending) >= creditBatch {
+			s.applyCreditsLocked()
+		}
 	} else {
 		p.creditLocked(s.a, d.mh, best.ch, d.region)
 	}
@@ -273,9 +276,6 @@ func (s *shard) creditMinuteLocked(m int64) {
 		s.crediting = false
 	}()
 	for i := range s.devs {
-		if len(s.pending) >= creditBatch {
-			s.applyCreditsLocked()
-		}
 		d := &s.devs[i]
 		if !d.live || d.accMin > m {
 			continue
@@ -295,8 +295,8 @@ func (s *shard) creditMinuteLocked(m int64) {
 	}
 }
 
-// creditBatch is how many credits creditMinuteLocked gathers before it
-// applies them.
+// creditBatch is how many credits flushLocked gathers (while crediting)
+// before it applies them.
 const creditBatch = 256
 
 // pendingCredit is a credit of creditMinuteLocked not yet applied: the
