@@ -360,13 +360,40 @@ func BenchmarkSealMinute(b *testing.B) {
 	for _, devices := range []int{200_000, 2_000_000} {
 		b.Run(fmt.Sprintf("tuning-%dk-devices", devices/1000), func(b *testing.B) {
 			evs := oncePerDevice(devices)
-			a := benchAggregator(b, Tuning, time.Hour)
-			a.NewWriter().Write(evs, nil)
+			// The clock follows the minutes sealed, and every 3 h (with the
+			// timer stopped) each box reports its channel again, so that
+			// however many minutes a run seals, none is silent for the 4 h
+			// after which it would be taken to have stopped watching.
+			var now atomic.Int64
+			cfg := DefaultConfig()
+			cfg.Model, cfg.Key, cfg.DayStart = Tuning, benchKey(b), 20*time.Hour
+			cfg.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+			a, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := a.NewWriter()
 			m := benchStart.Add(time.Minute)
+			report := func() {
+				for i := range evs {
+					evs[i].TS = m.UnixMilli() - msPerMinute + int64(i%50_000)
+				}
+				now.Store(m.UnixMilli())
+				if n := w.Write(evs, nil); n != len(evs) {
+					b.Fatalf("%d of %d reports accepted", n, len(evs))
+				}
+			}
+			report()
 			a.SealThrough(m.UnixMilli())
 			b.ReportAllocs()
-			for b.Loop() {
+			for i := 1; b.Loop(); i++ {
 				m = m.Add(time.Minute)
+				if i%180 == 0 {
+					b.StopTimer()
+					report()
+					b.StartTimer()
+				}
+				now.Store(m.UnixMilli())
 				a.SealThrough(m.UnixMilli())
 			}
 			if got := a.Latest().Total.Value; got != uint64(devices) {
