@@ -188,18 +188,7 @@ func (st *store) expire(mh, hh int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.newest >= 0 && st.first < mh {
-		if mh-st.first > int64(len(st.minutes)) {
-			// A jump of the clock: cheaper to walk what is kept.
-			for n := range st.minutes {
-				if n < mh {
-					delete(st.minutes, n)
-				}
-			}
-		} else {
-			for n := st.first; n < mh; n++ {
-				delete(st.minutes, n)
-			}
-		}
+		forgetBefore(st.minutes, st.first, mh)
 		st.first = mh
 		for n := range st.hours {
 			if (n+1)*60 <= mh {
@@ -208,18 +197,25 @@ func (st *store) expire(mh, hh int64) {
 		}
 	}
 	if st.newestHour >= 0 && st.firstHour < hh {
-		if hh-st.firstHour > int64(len(st.reach)) {
-			for n := range st.reach {
-				if n < hh {
-					delete(st.reach, n)
-				}
-			}
-		} else {
-			for n := st.firstHour; n < hh; n++ {
-				delete(st.reach, n)
+		forgetBefore(st.reach, st.firstHour, hh)
+		st.firstHour = hh
+	}
+}
+
+// forgetBefore deletes the keys of m in [first, to): first is the oldest
+// key m can hold.
+func forgetBefore[T any](m map[int64]T, first, to int64) {
+	if to-first > int64(len(m)) {
+		// A jump of the clock: cheaper to walk what is kept.
+		for n := range m {
+			if n < to {
+				delete(m, n)
 			}
 		}
-		st.firstHour = hh
+		return
+	}
+	for n := first; n < to; n++ {
+		delete(m, n)
 	}
 }
 

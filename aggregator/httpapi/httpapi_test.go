@@ -481,22 +481,28 @@ func TestGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := f.do(t, "GET", c.path, "")
-			var got bytes.Buffer
-			enc := json.NewEncoder(&got)
-			enc.SetEscapeHTML(false)
-			enc.SetIndent("", "  ")
-			err := enc.Encode(struct {
-				Request string          `json:"request"`
-				Status  int             `json:"status"`
-				Body    json.RawMessage `json:"body"`
-			}{"GET " + c.path, r.code, r.body})
-			if err != nil {
-				t.Fatalf("body %q: %v", r.body, err)
-			}
-			compareGolden(t, c.name+".json", got.Bytes())
+			compareGoldenResponse(t, c.name+".json", "GET "+c.path, f.do(t, "GET", c.path, ""))
 		})
 	}
+}
+
+// compareGoldenResponse compares the response r to request with the golden
+// file name: the request, the status and the body, as indented JSON.
+func compareGoldenResponse(t *testing.T, name, request string, r response) {
+	t.Helper()
+	var got bytes.Buffer
+	enc := json.NewEncoder(&got)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(struct {
+		Request string          `json:"request"`
+		Status  int             `json:"status"`
+		Body    json.RawMessage `json:"body"`
+	}{request, r.code, r.body})
+	if err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	compareGolden(t, name, got.Bytes())
 }
 
 func compareGolden(t *testing.T, name string, got []byte) {

@@ -164,20 +164,7 @@ func TestReachGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := c.f.do(t, "GET", c.path, "")
-			var got bytes.Buffer
-			enc := json.NewEncoder(&got)
-			enc.SetEscapeHTML(false)
-			enc.SetIndent("", "  ")
-			err := enc.Encode(struct {
-				Request string          `json:"request"`
-				Status  int             `json:"status"`
-				Body    json.RawMessage `json:"body"`
-			}{"GET " + c.path, r.code, r.body})
-			if err != nil {
-				t.Fatalf("body %q: %v", r.body, err)
-			}
-			compareGolden(t, c.name+".json", got.Bytes())
+			compareGoldenResponse(t, c.name+".json", "GET "+c.path, c.f.do(t, "GET", c.path, ""))
 		})
 	}
 }

@@ -85,7 +85,7 @@ func privacyStatement(c Config) PrivacyStatement {
 
 	tuning := Holding{
 		What:  "tuning table",
-		Form:  "per pseudonymous device: its current channel and region, since when, and the minute being credited; never its past",
+		Form:  "per pseudonymous device: its current channel and region, since when, and the minute being credited; never its past. In memory only, also its hash under the current daily key (the value the day's minute sketches hold, kept so that a device carried forward is hashed once a day)",
 		Where: "memory, and the checkpoints in " + c.DataDir + "/checkpoints, encrypted (AES-GCM) under a key derived from the current daily key",
 		For:   fmt.Sprintf("while the device is tuned: an entry ends on standby, on a tune elsewhere (replaced) or after %s without events", days(c.Inactivity)),
 		Ends:  "replaced or removed in memory; the copy in a checkpoint becomes unreadable when its daily key is deleted",

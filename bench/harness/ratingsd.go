@@ -70,6 +70,7 @@ type RatingsdResult struct {
 	PeakRSS     int64
 	SketchBytes float64
 	HeapLive    float64 // go_gc_heap_live_bytes at the end (see MemorySample)
+	GOGC        float64 // go_gc_gogc_percent: the collector's target it ran at
 	Rejected    float64 // events rejected, any reason
 	// RejectedBy is ratings_events_rejected_total by reason (those above 0).
 	RejectedBy  map[string]float64 `json:",omitempty"`
@@ -426,6 +427,7 @@ func (e *Env) RunRatingsd(ctx context.Context, msgs *Messages, opt RatingsdOptio
 	res.Dropped = m["ratings_nats_dropped_messages_total"] + m["ratings_nats_slow_consumer_events_total"]
 	res.SketchBytes = m["ratings_sketch_memory_bytes"]
 	res.HeapLive = m["go_gc_heap_live_bytes"]
+	res.GOGC = m["go_gc_gogc_percent"]
 	return res, nil
 }
 

@@ -361,9 +361,9 @@ func retentionMarkdown(rep *Report, ref string) string {
 	w("| **%.0f h, extrapolated** (intercept + %.0f × slope) | | %s | %s | %s | %s | %s | **%.1f×** | **%.1f×** |\n\n", h, h,
 		mib(q.exact48), mib(q.events48), mib(f[seriesEventsSketch].At(h)), mib(q.tuning48), mib(f[seriesTuningSketch].At(h)), q.at48, q.at48Tuning)
 	w("The %.0f h row is not measured: it extends the fitted lines of the %s actually streamed, assuming every further hour costs what the measured ones did (they are evening hours). ", h, hoursMinutes(r.Duration))
-	w("Where ratingsd's resident memory grows, per retained hour: events model RSS %s, of which Go heap live at the last GC %s (`go_gc_heap_live_bytes`), of which sketches %s; tuning model RSS %s, live heap %s, sketches %s. The rest of the RSS is the collector's headroom (GOGC percent of the live heap: ratingsd runs at 50) and memory not yet returned to the OS. ",
+	w("Where ratingsd's resident memory grows, per retained hour: events model RSS %s, of which Go heap live at the last GC %s (`go_gc_heap_live_bytes`), of which sketches %s; tuning model RSS %s, live heap %s, sketches %s. The rest of the RSS is the collector's headroom (GOGC percent of the live heap: ratingsd ran at %.0f) and memory not yet returned to the OS. ",
 		mibPerHour(f[seriesEvents].Slope), mibPerHour(f[seriesEventsHeap].Slope), mibPerHour(f[seriesEventsSketch].Slope),
-		mibPerHour(f[seriesTuning].Slope), mibPerHour(f[seriesTuningHeap].Slope), mibPerHour(f[seriesTuningSketch].Slope))
+		mibPerHour(f[seriesTuning].Slope), mibPerHour(f[seriesTuningHeap].Slope), mibPerHour(f[seriesTuningSketch].Slope), r.EventsRun.GOGC)
 	w("ratingsd: %.2fM events/s in the events model and %.2fM in the tuning model, rejected %s / %s, lost %d / %d; peak RSS %s / %s. Exact counting: %d sets, %d entries.\n\n",
 		r.EventsRun.EventsPerSec/1e6, r.Tuning.EventsPerSec/1e6, rejected(r.EventsRun), rejected(r.Tuning), r.EventsRun.Lost, r.Tuning.Lost,
 		mib(float64(r.EventsRun.PeakRSS)), mib(float64(r.Tuning.PeakRSS)), r.Exact.Sets, r.Exact.Entries)
