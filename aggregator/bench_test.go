@@ -52,6 +52,22 @@ func benchKey(tb testing.TB) *sketch.Key {
 	return k
 }
 
+// frameWriter ingests binary frames as the service's intake does: decoded
+// by DecodeFrame, written by WriteFrame.
+type frameWriter struct {
+	w   *Writer
+	dec event.Decoder
+	f   event.Frame
+}
+
+func newFrameWriter(a *Aggregator) *frameWriter { return &frameWriter{w: a.NewWriter()} }
+
+// write ingests the frame msg and returns the events accepted.
+func (fw *frameWriter) write(msg []byte, rej *event.Rejections) int {
+	fw.dec.DecodeFrame(&fw.f, msg, rej)
+	return fw.w.WriteFrame(&fw.f, rej)
+}
+
 // benchAggregator returns an Aggregator of model under the bench key whose
 // clock stands at benchStart + after. Its days start at 20:00 UTC, the time
 // of benchStart, so that a day of minutes from benchStart is one key epoch.
@@ -103,20 +119,17 @@ func BenchmarkIngest(b *testing.B) {
 	for _, model := range []Model{Events, Tuning} {
 		b.Run(model.String(), func(b *testing.B) {
 			a := benchAggregator(b, model, time.Hour)
-			w := a.NewWriter()
-			var dec event.Decoder
+			w := newFrameWriter(a)
 			var rej event.Rejections
-			batch := make([]event.Event, 0, 256)
 			// Warm up: every device and channel seen once.
 			for _, f := range fs {
-				w.Write(dec.Decode(batch[:0], f, &rej), &rej)
+				w.write(f, &rej)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			n := 0
 			for i := 0; b.Loop(); i++ {
-				batch = dec.Decode(batch[:0], fs[i%len(fs)], &rej)
-				n += w.Write(batch, &rej)
+				n += w.write(fs[i%len(fs)], &rej)
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 			if rej.Total() != 0 {
@@ -148,10 +161,7 @@ func BenchmarkIngestLive(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			w := a.NewWriter()
-			var dec event.Decoder
 			var rej event.Rejections
-			batch := make([]event.Event, 0, 256)
 			moved := slices.Clone(evs)
 			var fs [][]byte
 			pass := 0
@@ -165,10 +175,8 @@ func BenchmarkIngestLive(b *testing.B) {
 				a.SealThrough(benchStart.UnixMilli() + shift)
 				pass++
 			}
-			ingest := func(f []byte) int {
-				batch = dec.Decode(batch[:0], f, &rej)
-				return w.Write(batch, &rej)
-			}
+			fw := newFrameWriter(a)
+			ingest := func(f []byte) int { return fw.write(f, &rej) }
 			nextPass() // warm-up: devices and channels known
 			for _, f := range fs {
 				ingest(f)
@@ -200,23 +208,19 @@ func BenchmarkIngestParallel(b *testing.B) {
 	for _, model := range []Model{Events, Tuning} {
 		b.Run(model.String(), func(b *testing.B) {
 			a := benchAggregator(b, model, time.Hour)
-			w := a.NewWriter()
-			var dec event.Decoder
+			w := newFrameWriter(a)
 			for _, f := range fs {
-				w.Write(dec.Decode(nil, f, nil), nil)
+				w.write(f, nil)
 			}
 			var mu sync.Mutex
 			total := 0
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				w := a.NewWriter()
-				var dec event.Decoder
-				batch := make([]event.Event, 0, 256)
+				w := newFrameWriter(a)
 				n, i := 0, rand.IntN(len(fs))
 				for pb.Next() {
-					batch = dec.Decode(batch[:0], fs[i%len(fs)], nil)
-					n += w.Write(batch, nil)
+					n += w.write(fs[i%len(fs)], nil)
 					i++
 				}
 				mu.Lock()

@@ -3,8 +3,10 @@ package aggregator
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"sync/atomic"
+	"time"
 
 	"github.com/ratingsd/ratingsd/aggregator/event"
 )
@@ -39,6 +41,7 @@ type item struct {
 type Writer struct {
 	a        *Aggregator
 	buckets  [][]item
+	frameIDs []uint32          // WriteFrame: the ids of the frame's names
 	channels map[string]uint32 // unlocked cache in front of a.channels
 	regions  map[string]uint32
 	names    *nameCache // in front of channels and regions
@@ -85,68 +88,225 @@ func (w *Writer) WriteAt(evs []event.Event, rej *event.Rejections, pos uint64) i
 func (a *Aggregator) StreamPosition() uint64 { return a.stats.streamPos.Load() }
 
 func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at bool) int {
-	a := w.a
 	if len(evs) == 0 {
-		if at {
-			a.gate.RLock()
-			a.stats.streamPos.Store(pos)
-			a.gate.RUnlock()
-		}
-		return 0
+		return w.writeNone(pos, at)
 	}
+	a := w.a
 	wall := a.cfg.Now()
 	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
 	if a.firstOpen.Load() < 0 {
-		a.start(evs, maxAhead) // takes sealMu: before the gate (lock order)
+		var first int64 // the earliest event not in the future
+		for i := range evs {
+			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
+				first = ts
+			}
+		}
+		a.start(first) // takes sealMu: before the gate (lock order)
 	}
 	a.gate.RLock()
 	defer a.gate.RUnlock()
-	firstOpen := a.firstOpen.Load()
-	horizon, _ := a.horizons(wall)
-	oldest := max(firstOpen-int64(a.cfg.MinuteRetention/60e9), horizon)
-
-	var batchMax int64
+	c := w.open(wall, maxAhead)
 	for i := range evs {
 		e := &evs[i]
-		if e.TS > maxAhead {
-			w.reject(rej, event.Future, e, "ts is %d ms ahead of the clock, beyond the allowed skew", e.TS-wall.UnixMilli())
+		if !c.admits(e.TS) && !w.admit(&c, rej, e.TS) {
 			continue
-		}
-		m := minuteOf(e.TS)
-		if m < firstOpen || m < horizon {
-			if m < oldest {
-				w.reject(rej, event.TooOld, e, "minute is older than the %s retention", a.cfg.MinuteRetention)
-			} else {
-				w.reject(rej, event.Late, e, "minute is already sealed")
-			}
-			continue
-		}
-		if m > w.keyTo || firstOpen < w.keyFrom {
-			from, to, err := a.ensureKeys(firstOpen, m)
-			if err != nil {
-				// The key of an epoch that is gone, or that cannot be
-				// made: nothing of this minute can be kept.
-				w.reject(rej, event.TooOld, e, "minute cannot be kept: %v", err)
-				continue
-			}
-			w.keyFrom, w.keyTo = from, to
 		}
 		ch, ok := w.internCached(w.channels, a.channels, e.Channel, 0)
 		if !ok {
-			w.reject(rej, event.ChannelLimit, e, "channel %q would exceed the limit of %d channels", clip(e.Channel), a.cfg.MaxChannels)
+			w.rejectName(rej, "channel", e.Channel)
 			continue
 		}
 		region, ok := w.internCached(w.regions, a.regions, e.Region, 1)
 		if !ok {
-			w.reject(rej, event.ChannelLimit, e, "region %q would exceed the limit of %d regions", clip(e.Region), a.cfg.MaxChannels)
+			w.rejectName(rej, "region", e.Region)
 			continue
 		}
+		// Hashed and put in its shard's bucket (here rather than in a
+		// method, which would not be inlined).
 		h := a.pseudonym.Hash(e.Device)
 		s := a.shardOf(h, ch)
 		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
-		batchMax = max(batchMax, e.TS)
+		c.latest = max(c.latest, e.TS)
 	}
+	return w.commit(&c, rej, pos, at)
+}
 
+// WriteFrame is Write of a decoded binary frame (event.Decoder.DecodeFrame):
+// it resolves each of the frame's names once, when an event first uses
+// it, rather than once per event. It ingests exactly what Write of the
+// frame's events would.
+func (w *Writer) WriteFrame(f *event.Frame, rej *event.Rejections) int {
+	return w.writeFrame(f, rej, 0, false)
+}
+
+// WriteFrameAt is WriteAt of a decoded binary frame (see WriteFrame).
+func (w *Writer) WriteFrameAt(f *event.Frame, rej *event.Rejections, pos uint64) int {
+	return w.writeFrame(f, rej, pos, true)
+}
+
+// The ids of a frame's names in Writer.frameIDs before they are resolved,
+// and of one over the limit of names.
+const (
+	idUnresolved = ^uint32(0)
+	idOverLimit  = ^uint32(1)
+)
+
+func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, at bool) int {
+	evs := f.Events
+	if len(evs) == 0 {
+		return w.writeNone(pos, at)
+	}
+	a := w.a
+	wall := a.cfg.Now()
+	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
+	if a.firstOpen.Load() < 0 {
+		var first int64 // the earliest event not in the future
+		for i := range evs {
+			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
+				first = ts
+			}
+		}
+		a.start(first)
+	}
+	a.gate.RLock()
+	defer a.gate.RUnlock()
+	c := w.open(wall, maxAhead)
+	// The ids of the frame's channels, then its regions.
+	ids := w.frameIDs[:0]
+	for range len(f.Channels) + len(f.Regions) {
+		ids = append(ids, idUnresolved)
+	}
+	w.frameIDs = ids
+	chIDs, regIDs := ids[:len(f.Channels)], ids[len(f.Channels):]
+	for i := range evs {
+		e := &evs[i]
+		if !c.admits(e.TS) && !w.admit(&c, rej, e.TS) {
+			continue
+		}
+		ch := chIDs[e.Channel]
+		if ch == idUnresolved {
+			ch = w.frameID(w.channels, a.channels, f.Channels[e.Channel], 0)
+			chIDs[e.Channel] = ch
+		}
+		if ch == idOverLimit {
+			w.rejectName(rej, "channel", f.Channels[e.Channel])
+			continue
+		}
+		region := regIDs[e.Region]
+		if region == idUnresolved {
+			region = w.frameID(w.regions, a.regions, f.Regions[e.Region], 1)
+			regIDs[e.Region] = region
+		}
+		if region == idOverLimit {
+			w.rejectName(rej, "region", f.Regions[e.Region])
+			continue
+		}
+		// Hashed and put in its shard's bucket (here rather than in a
+		// method, which would not be inlined).
+		h := a.pseudonym.Hash(e.Device)
+		s := a.shardOf(h, ch)
+		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
+		c.latest = max(c.latest, e.TS)
+	}
+	return w.commit(&c, rej, pos, at)
+}
+
+// frameID returns the id of a frame's name, or idOverLimit.
+func (w *Writer) frameID(cache map[string]uint32, n *names, name []byte, which int) uint32 {
+	id, ok := w.internCached(cache, n, name, which)
+	if !ok {
+		return idOverLimit
+	}
+	return id
+}
+
+// writeNone is a write of no events: WriteAt records pos alone.
+func (w *Writer) writeNone(pos uint64, at bool) int {
+	if at {
+		w.a.gate.RLock()
+		w.a.stats.streamPos.Store(pos)
+		w.a.gate.RUnlock()
+	}
+	return 0
+}
+
+// window is what one write admits, fixed when it takes the ingest gate,
+// and the latest event time it staged.
+type window struct {
+	wall                time.Time
+	maxAhead, firstOpen int64
+	horizon, oldest     int64
+	floor               int64 // the earliest minute admitted: max(firstOpen, horizon)
+	keyTo               int64 // the last minute whose keys are at hand (Writer.keyedTo)
+	latest              int64
+}
+
+// open returns the window of a write at wall; the caller holds the gate.
+func (w *Writer) open(wall time.Time, maxAhead int64) window {
+	a := w.a
+	firstOpen := a.firstOpen.Load()
+	horizon, _ := a.horizons(wall)
+	return window{
+		wall:      wall,
+		maxAhead:  maxAhead,
+		firstOpen: firstOpen,
+		horizon:   horizon,
+		oldest:    max(firstOpen-int64(a.cfg.MinuteRetention/60e9), horizon),
+		floor:     max(firstOpen, horizon),
+		keyTo:     w.keyedTo(firstOpen),
+	}
+}
+
+// admits reports whether an event at ts may be staged at once: not in the
+// future, not in a sealed minute, and with its minute's keys at hand.
+// Inlined: three compares for the usual event.
+func (c *window) admits(ts int64) bool {
+	m := minuteOf(ts)
+	return ts <= c.maxAhead && m >= c.floor && m <= c.keyTo
+}
+
+// admit is for an event at ts that c does not admit at once: it counts
+// its rejection in rej and returns false, or it makes its minute's keys
+// at hand and returns true.
+func (w *Writer) admit(c *window, rej *event.Rejections, ts int64) bool {
+	if ts > c.maxAhead {
+		w.reject(rej, event.Future, "ts is %d ms ahead of the clock, beyond the allowed skew", ts-c.wall.UnixMilli())
+		return false
+	}
+	m := minuteOf(ts)
+	if m < c.floor {
+		if m < c.oldest {
+			w.reject(rej, event.TooOld, "minute is older than the %s retention", w.a.cfg.MinuteRetention)
+		} else {
+			w.reject(rej, event.Late, "minute is already sealed")
+		}
+		return false
+	}
+	from, to, err := w.a.ensureKeys(c.firstOpen, m)
+	if err != nil {
+		// The key of an epoch that is gone, or that cannot be made:
+		// nothing of this minute can be kept.
+		w.reject(rej, event.TooOld, "minute cannot be kept: %v", err)
+		return false
+	}
+	w.keyFrom, w.keyTo = from, to
+	c.keyTo = w.keyedTo(c.firstOpen)
+	return true
+}
+
+// keyedTo returns the last minute whose keys are at hand for a write whose
+// earliest open minute is firstOpen, or MinInt64 if firstOpen's are not.
+func (w *Writer) keyedTo(firstOpen int64) int64 {
+	if firstOpen < w.keyFrom {
+		return math.MinInt64
+	}
+	return w.keyTo
+}
+
+// commit ingests the staged events, shard by shard, and returns how many
+// were accepted. The caller holds the gate.
+func (w *Writer) commit(c *window, rej *event.Rejections, pos uint64, at bool) int {
+	a := w.a
 	accepted := 0
 	for i, b := range w.buckets {
 		if len(b) == 0 {
@@ -156,11 +316,11 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		w.buckets[i] = b[:0]
 	}
 	a.stats.accepted.Add(uint64(accepted))
-	if batchMax > 0 {
-		a.advance(batchMax, wall.UnixNano())
+	if c.latest > 0 {
+		a.advance(c.latest, c.wall.UnixNano())
 	}
 	if at {
-		a.stats.streamPos.Store(pos) // before the gate is released (deferred)
+		a.stats.streamPos.Store(pos) // before the gate is released
 	}
 	return accepted
 }
@@ -246,7 +406,7 @@ func (w *Writer) intern(cache map[string]uint32, n *names, name []byte) (uint32,
 }
 
 // reject counts a rejected event. The detail never names the device.
-func (w *Writer) reject(rej *event.Rejections, r event.Reason, _ *event.Event, format string, args ...any) {
+func (w *Writer) reject(rej *event.Rejections, r event.Reason, format string, args ...any) {
 	w.a.stats.rejected[r].Add(1)
 	if rej == nil {
 		return
@@ -257,6 +417,12 @@ func (w *Writer) reject(rej *event.Rejections, r event.Reason, _ *event.Event, f
 	}
 }
 
+// rejectName counts an event whose channel or region (what) would take the
+// Aggregator past its limit of names.
+func (w *Writer) rejectName(rej *event.Rejections, what string, name []byte) {
+	w.reject(rej, event.ChannelLimit, "%s %q would exceed the limit of %d %ss", what, clip(name), w.a.cfg.MaxChannels, what)
+}
+
 func clip(b []byte) []byte {
 	if len(b) > 32 {
 		return b[:32]
@@ -264,22 +430,14 @@ func clip(b []byte) []byte {
 	return b
 }
 
-// start opens the first minute: the one the watermark would be in at the
-// oldest event of the first batch. Later events before it are late.
-func (a *Aggregator) start(evs []event.Event, maxAhead int64) {
+// start opens the first minute: the one the watermark would be in at
+// first, the oldest event of the first batch that is not in the future (0
+// if there is none: nothing opens). Later events before it are late.
+func (a *Aggregator) start(first int64) {
 	a.sealMu.Lock()
 	defer a.sealMu.Unlock()
-	if a.firstOpen.Load() >= 0 {
+	if a.firstOpen.Load() >= 0 || first == 0 {
 		return
-	}
-	var first int64
-	for i := range evs {
-		if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
-			first = ts
-		}
-	}
-	if first == 0 {
-		return // only future events: nothing to open yet
 	}
 	m := minuteOf(first - a.cfg.Lateness.Milliseconds())
 	for _, s := range a.shards {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ratingsd/ratingsd/aggregator/event"
 )
 
 // TestDevIndex checks the tuning table's index against a Go map through
@@ -124,5 +127,96 @@ func TestWriteAtPosition(t *testing.T) {
 	t.Logf("%d snapshots", snaps)
 	if got := a.StreamPosition(); got != batches {
 		t.Errorf("position %d after the last batch, want %d", got, batches)
+	}
+}
+
+// TestWriteFrameMatchesWrite ingests the committed stream, with events
+// made future, late and too old, and more channels than the limit, into
+// two aggregators of each model: one by Decode and Write, the other by
+// DecodeFrame and WriteFrame. Every count, rejection and sealed minute
+// must be the same.
+func TestWriteFrameMatchesWrite(t *testing.T) {
+	frames, truth := streamFrames(t)
+	info := truth.Info()
+	// The stream's events again, some moved out of the window, in frames
+	// of 256 with the stream's own frames between them.
+	var dec event.Decoder
+	var evs []event.Event
+	for _, f := range frames {
+		evs = dec.Decode(evs, f, nil)
+	}
+	var enc event.BatchEncoder
+	var mixed [][]byte
+	for i := range evs {
+		e := evs[i]
+		switch i % 7 {
+		case 1:
+			e.TS = info.End.Add(2 * time.Hour).UnixMilli() // future
+		case 2:
+			e.TS = info.Start.Add(-90 * time.Minute).UnixMilli() // late, then too old
+		case 3:
+			e.TS = info.Start.Add(-72 * time.Hour).UnixMilli() // too old
+		}
+		if err := enc.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+		if enc.Len() == 256 || i == len(evs)-1 {
+			mixed = append(mixed, enc.AppendFrame(nil, false), frames[len(mixed)%len(frames)])
+			enc.Reset()
+		}
+	}
+	for _, model := range []Model{Tuning, Events} {
+		t.Run(model.String(), func(t *testing.T) {
+			cfg := Config{Model: model, Key: benchKey(t), Shards: 4, MaxChannels: 60, Now: func() time.Time { return info.End }}
+			byEvents, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byFrame, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w1, w2 := byEvents.NewWriter(), byFrame.NewWriter()
+			var d1, d2 event.Decoder
+			var rej1, rej2 event.Rejections
+			var batch []event.Event
+			var f event.Frame
+			for i, msg := range mixed {
+				batch = d1.Decode(batch[:0], msg, &rej1)
+				n1 := w1.Write(batch, &rej1)
+				if !d2.DecodeFrame(&f, msg, &rej2) {
+					t.Fatal("DecodeFrame refused a frame")
+				}
+				if n2 := w2.WriteFrame(&f, &rej2); n1 != n2 {
+					t.Fatalf("message %d: Write accepted %d events, WriteFrame %d", i, n1, n2)
+				}
+				if i%16 == 0 {
+					byEvents.Tick()
+					byFrame.Tick()
+				}
+			}
+			if rej1.Count != rej2.Count {
+				t.Errorf("rejections by Write %v, by WriteFrame %v", rej1.Count, rej2.Count)
+			}
+			for _, r := range []event.Reason{event.Future, event.Late, event.TooOld, event.ChannelLimit} {
+				if rej1.Count[r] == 0 {
+					t.Errorf("no %s rejection: the test misses a path", r)
+				}
+			}
+			byEvents.SealThrough(info.End.UnixMilli())
+			byFrame.SealThrough(info.End.UnixMilli())
+			if !reflect.DeepEqual(byEvents.Channels(), byFrame.Channels()) || !reflect.DeepEqual(byEvents.Regions(), byFrame.Regions()) {
+				t.Errorf("channels or regions differ:\n%v %v\n%v %v", byEvents.Channels(), byEvents.Regions(), byFrame.Channels(), byFrame.Regions())
+			}
+			m1, m2 := byEvents.Minutes(info.Start, info.End), byFrame.Minutes(info.Start, info.End)
+			if len(m1) < 55 || len(m1) != len(m2) {
+				t.Fatalf("%d and %d sealed minutes", len(m1), len(m2))
+			}
+			for i := range m1 {
+				if diff := minuteDiff(m1[i], m2[i], true); diff != "" {
+					t.Errorf("minute %s: %s", m1[i].Start.Format("15:04"), diff)
+				}
+			}
+		})
 	}
 }

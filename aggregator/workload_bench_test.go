@@ -60,19 +60,19 @@ func BenchmarkIngestWorkload(b *testing.B) {
 			w := a.NewWriter()
 			var dec event.Decoder
 			var rej event.Rejections
-			batch := make([]event.Event, 0, 256)
+			var f event.Frame
 			var shift, sealedTo int64
 			var sealing time.Duration
 			n := 0
-			ingest := func(f []byte) {
-				batch = dec.Decode(batch[:0], f, &rej)
+			ingest := func(msg []byte) {
+				dec.DecodeFrame(&f, msg, &rej)
 				var newest int64
-				for i := range batch {
-					batch[i].TS += shift
-					newest = max(newest, batch[i].TS)
+				for i := range f.Events {
+					f.Events[i].TS += shift
+					newest = max(newest, f.Events[i].TS)
 				}
 				now.Store(newest + 1000)
-				n += w.Write(batch, &rej)
+				n += w.WriteFrame(&f, &rej)
 				if wm := newest - cfg.Lateness.Milliseconds(); wm/60_000 > sealedTo {
 					t := time.Now()
 					a.SealThrough(wm)

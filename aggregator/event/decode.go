@@ -2,6 +2,7 @@ package event
 
 import (
 	"fmt"
+	"slices"
 )
 
 // Decoder limits when the Decoder's fields are zero.
@@ -29,7 +30,8 @@ type Decoder struct {
 	text     []byte      // unescaped JSON strings
 	channels []dictEntry // the frame's channel dictionary
 	regions  []dictEntry // the frame's region dictionary
-	discard  Rejections  // counts rejections when the caller passes none
+	recs     []FrameEvent
+	discard  Rejections // counts rejections when the caller passes none
 
 	// The last JSON syntax error: a constant description and its offset, so
 	// that a failing scan allocates nothing until it is reported.
@@ -90,14 +92,21 @@ func (d *Decoder) Decode(dst []Event, msg []byte, rej *Rejections) []Event {
 		rej = &d.discard
 	}
 	d.text = d.text[:0]
-	if max := d.maxMessageBytes(); len(msg) > max {
-		if rej.add(TooLarge, 1) {
-			rej.First = errorf(TooLarge, "message is %d bytes, max %d", len(msg), max)
-		}
+	if d.tooLarge(msg, rej) {
 		return dst
 	}
-	if isFrame(msg) {
-		return d.decodeFrame(dst, msg, rej)
+	if IsFrame(msg) {
+		d.recs = d.decodeFrame(d.recs[:0], msg, rej)
+		dst = slices.Grow(dst, len(d.recs))
+		for i := range d.recs {
+			r := &d.recs[i]
+			n := len(dst)
+			dst = dst[:n+1]
+			e := &dst[n]
+			e.Device, e.Channel, e.Region, e.TS, e.Kind = r.Device, d.channels[r.Channel].name, d.regions[r.Region].name, r.TS, r.Kind
+		}
+		clear(d.recs) // no references into msg
+		return dst
 	}
 	i := skipSpace(msg, 0)
 	if i < len(msg) && (msg[i] == '{' || msg[i] == '[') {
@@ -114,6 +123,67 @@ func (d *Decoder) Decode(dst []Event, msg []byte, rej *Rejections) []Event {
 		}
 	}
 	return dst
+}
+
+// FrameEvent is an event of a binary frame as the frame holds it: its
+// channel and region are indexes into the frame's dictionaries
+// (Frame.Channels, Frame.Regions).
+type FrameEvent struct {
+	TS              int64 // Unix ms
+	Device          []byte
+	Channel, Region uint32
+	Kind            Kind
+}
+
+// Frame is a binary frame as DecodeFrame decodes it: every name once, and
+// events that refer to them by index. A consumer that resolves each name
+// once per frame rather than once per event saves a lookup per event.
+type Frame struct {
+	Channels [][]byte // the channel dictionary; a name may be empty (standby events)
+	Regions  [][]byte // the region dictionary; a name may be empty (no region)
+	Events   []FrameEvent
+}
+
+// DecodeFrame decodes msg into f, as Decode would, if msg is a binary
+// frame, and reports whether it was; it leaves f alone if not (Decode it
+// then). f's slices are reused: its previous contents are replaced. The
+// events are the valid ones, those Decode returns, in the same order, and
+// every rejection is counted in rej as Decode counts it; the names of the
+// dictionaries are as the frame holds them, so a name no valid event uses
+// may break the contract. The byte slices alias msg or the Decoder's
+// scratch buffers, as with Decode.
+func (d *Decoder) DecodeFrame(f *Frame, msg []byte, rej *Rejections) bool {
+	if !IsFrame(msg) {
+		return false
+	}
+	if rej == nil {
+		rej = &d.discard
+	}
+	f.Events, f.Channels, f.Regions = f.Events[:0], f.Channels[:0], f.Regions[:0]
+	if d.tooLarge(msg, rej) {
+		return true
+	}
+	f.Events = d.decodeFrame(f.Events, msg, rej)
+	for _, e := range d.channels {
+		f.Channels = append(f.Channels, e.name)
+	}
+	for _, e := range d.regions {
+		f.Regions = append(f.Regions, e.name)
+	}
+	return true
+}
+
+// tooLarge counts msg as one too_large rejection if it is over the
+// Decoder's bound, and reports whether it was.
+func (d *Decoder) tooLarge(msg []byte, rej *Rejections) bool {
+	max := d.maxMessageBytes()
+	if len(msg) <= max {
+		return false
+	}
+	if rej.add(TooLarge, 1) {
+		rej.First = errorf(TooLarge, "message is %d bytes, max %d", len(msg), max)
+	}
+	return true
 }
 
 func (d *Decoder) maxMessageBytes() int {

@@ -37,7 +37,9 @@ const (
 	maxRemembered = 1 << 14
 )
 
-func isFrame(msg []byte) bool {
+// IsFrame reports whether msg is a binary frame (starts with the frame
+// magic), which DecodeFrame takes, rather than JSON.
+func IsFrame(msg []byte) bool {
 	return len(msg) >= len(frameMagic) && [4]byte(msg[:4]) == frameMagic
 }
 
@@ -53,8 +55,10 @@ type dictEntry struct {
 
 const allKinds = 1<<Tune | 1<<Heartbeat | 1<<Standby
 
-// decodeFrame decodes the binary frame msg (isFrame(msg) holds).
-func (d *Decoder) decodeFrame(dst []Event, msg []byte, rej *Rejections) []Event {
+// decodeFrame decodes the binary frame msg (IsFrame(msg) holds): its
+// records to dst, its dictionaries to d.channels and d.regions.
+func (d *Decoder) decodeFrame(dst []FrameEvent, msg []byte, rej *Rejections) []FrameEvent {
+	d.channels, d.regions = d.channels[:0], d.regions[:0]
 	if len(msg) < len(frameMagic)+3 {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "frame header is truncated: %d bytes", len(msg))
@@ -117,7 +121,7 @@ func (d *Decoder) decodeFrame(dst []Event, msg []byte, rej *Rejections) []Event 
 
 // decodeBody decodes the records of a frame body; hdr is the header length,
 // so that offsets in errors count bytes of the uncompressed frame.
-func (d *Decoder) decodeBody(dst []Event, p []byte, count, hdr int, rej *Rejections) []Event {
+func (d *Decoder) decodeBody(dst []FrameEvent, p []byte, count, hdr int, rej *Rejections) []FrameEvent {
 	start := len(p) + hdr // offset of a position: start - len(rest)
 	base, n := binary.Uvarint(p)
 	if n <= 0 || base > maxTS {
@@ -158,7 +162,7 @@ func (d *Decoder) decodeBody(dst []Event, p []byte, count, hdr int, rej *Rejecti
 // keeps few variables live so that they stay in registers: one loop with the
 // rejection paths spilled them and cost twice as much. The caller
 // guarantees cap(dst)-len(dst) >= len(p)/minRecordLen.
-func fastRecords(dst []Event, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]Event, []byte, int) {
+func fastRecords(dst []FrameEvent, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]FrameEvent, []byte, int) {
 	i := 0 // offset of record k in p
 	for ; k < count && len(p)-i >= minRecordLen; k++ {
 		r := p[i:]
@@ -186,9 +190,8 @@ func fastRecords(dst []Event, p []byte, k, count int, channels, regions []dictEn
 		if ri >= 0x80 || len(r)-j < devLen || ci >= uint64(len(channels)) || ri >= uint64(len(regions)) {
 			break
 		}
-		ch, rg := &channels[ci], &regions[ri]
 		ts := base + unzigzag(delta)
-		if uint(devLen-1) >= MaxDeviceLen || (ch.kinds&rg.kinds)>>kind&1 == 0 || uint64(ts-1) >= maxTS {
+		if uint(devLen-1) >= MaxDeviceLen || (channels[ci].kinds&regions[ri].kinds)>>kind&1 == 0 || uint64(ts-1) >= maxTS {
 			break
 		}
 		// Field by field: a composite literal is built on the stack and
@@ -196,7 +199,7 @@ func fastRecords(dst []Event, p []byte, k, count int, channels, regions []dictEn
 		n := len(dst)
 		dst = dst[:n+1]
 		e := &dst[n]
-		e.Device, e.Channel, e.Region, e.TS, e.Kind = r[j:j+devLen:j+devLen], ch.name, rg.name, ts, Kind(kind)
+		e.Device, e.Channel, e.Region, e.TS, e.Kind = r[j:j+devLen:j+devLen], uint32(ci), uint32(ri), ts, Kind(kind)
 		i += j + devLen
 	}
 	return dst, p[i:], k
@@ -205,7 +208,7 @@ func fastRecords(dst []Event, p []byte, k, count int, channels, regions []dictEn
 // record decodes record k at p[0:] (offset off in the frame) with every
 // check, appending its event to dst or counting its rejection. ok is false
 // if the record is truncated.
-func (d *Decoder) record(dst []Event, p []byte, k, off int, base int64, rej *Rejections) (_ []Event, _ []byte, ok bool) {
+func (d *Decoder) record(dst []FrameEvent, p []byte, k, off int, base int64, rej *Rejections) (_ []FrameEvent, _ []byte, ok bool) {
 	if len(p) < minRecordLen {
 		return dst, p, false
 	}
@@ -232,13 +235,13 @@ func (d *Decoder) record(dst []Event, p []byte, k, off int, base int64, rej *Rej
 		}
 		return dst, p, true
 	}
-	return append(dst, ev), p, true
+	return append(dst, FrameEvent{TS: ev.TS, Device: dev, Channel: uint32(ci), Region: uint32(ri), Kind: ev.Kind}), p, true
 }
 
 // rejectRest counts the events of a frame that can no longer be read as
 // malformed: the claimed remaining events, but no more than the remaining
 // bytes could hold (a partial record counts as one), and at least one.
-func rejectRest(dst []Event, rej *Rejections, left, rest, off int, what string) []Event {
+func rejectRest(dst []FrameEvent, rej *Rejections, left, rest, off int, what string) []FrameEvent {
 	n := min(left, (rest+minRecordLen-1)/minRecordLen)
 	if n < 1 {
 		n = 1

@@ -79,10 +79,12 @@ func FuzzDecode(f *testing.F) {
 		frameOf(f, goldenEvents(), true),
 	}
 	var d event.Decoder // shared: every input runs on a decoder that has seen others
+	var frame event.Frame
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		var rej event.Rejections
 		evs := d.Decode(nil, msg, &rej)
 		checkRejections(t, evs, &rej)
+		checkDecodeFrame(t, &d, &frame, msg, evs, &rej)
 		if n := len(evs) + rej.Total(); n == 0 && !emptyBatch(msg) {
 			t.Errorf("no event and no rejection from %q", msg)
 		} else if max := maxOutcomes(msg); n > max {
@@ -184,4 +186,33 @@ func FuzzRoundTrip(f *testing.F) {
 		check("frame", enc.AppendFrame(nil, false), valid, nil)
 		check("S2 frame", enc.AppendFrame(nil, true), valid, nil)
 	})
+}
+
+// checkDecodeFrame checks that DecodeFrame of msg gives the events evs and
+// the rejections rej that Decode gave, and takes msg exactly if it is a
+// frame.
+func checkDecodeFrame(t *testing.T, d *event.Decoder, f *event.Frame, msg []byte, evs []event.Event, rej *event.Rejections) {
+	t.Helper()
+	var frej event.Rejections
+	isFrame := bytes.HasPrefix(msg, []byte("\xF5RTV"))
+	if got := d.DecodeFrame(f, msg, &frej); got != isFrame {
+		t.Fatalf("DecodeFrame took the message: %v, want %v (%q)", got, isFrame, msg)
+	}
+	if !isFrame {
+		return
+	}
+	if frej.Count != rej.Count || (frej.First == nil) != (rej.First == nil) ||
+		frej.First != nil && *frej.First != *rej.First {
+		t.Fatalf("DecodeFrame rejections %v (%v), Decode's %v (%v)", frej.Count, frej.First, rej.Count, rej.First)
+	}
+	got := make([]event.Event, len(f.Events))
+	for i, e := range f.Events {
+		if int(e.Channel) >= len(f.Channels) || int(e.Region) >= len(f.Regions) {
+			t.Fatalf("event %d: channel %d of %d, region %d of %d", i, e.Channel, len(f.Channels), e.Region, len(f.Regions))
+		}
+		got[i] = event.Event{TS: e.TS, Device: e.Device, Channel: f.Channels[e.Channel], Region: f.Regions[e.Region], Kind: e.Kind}
+	}
+	if diff := diffEvents(got, evs); diff != "" {
+		t.Fatalf("DecodeFrame events differ from Decode's: %s", diff)
+	}
 }
