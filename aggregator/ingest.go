@@ -25,6 +25,7 @@ type item struct {
 	// under the minute's key and, if pair is pairNew, the hour's.
 	mh, hh uint64
 	ts     int64
+	m      int64 // minuteOf(ts)
 	ch     uint32
 	region uint32
 	// idx is the device's tuning-table index when shard.ingest began, or
@@ -108,7 +109,8 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 	c := w.open(wall, maxAhead)
 	for i := range evs {
 		e := &evs[i]
-		if !c.admits(e.TS) && !w.admit(&c, rej, e.TS) {
+		m := minuteOf(e.TS)
+		if !c.admits(e.TS, m) && !w.admit(&c, rej, e.TS) {
 			continue
 		}
 		ch, ok := w.internCached(w.channels, a.channels, e.Channel, 0)
@@ -125,7 +127,7 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		// method, which would not be inlined).
 		h := a.pseudonym.Hash(e.Device)
 		s := a.shardOf(h, ch)
-		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
+		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
 		c.latest = max(c.latest, e.TS)
 	}
 	return w.commit(&c, rej, pos, at)
@@ -180,7 +182,8 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 	chIDs, regIDs := ids[:len(f.Channels)], ids[len(f.Channels):]
 	for i := range evs {
 		e := &evs[i]
-		if !c.admits(e.TS) && !w.admit(&c, rej, e.TS) {
+		m := minuteOf(e.TS)
+		if !c.admits(e.TS, m) && !w.admit(&c, rej, e.TS) {
 			continue
 		}
 		ch := chIDs[e.Channel]
@@ -205,7 +208,7 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 		// method, which would not be inlined).
 		h := a.pseudonym.Hash(e.Device)
 		s := a.shardOf(h, ch)
-		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, ch: ch, region: region, kind: e.Kind})
+		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
 		c.latest = max(c.latest, e.TS)
 	}
 	return w.commit(&c, rej, pos, at)
@@ -257,11 +260,10 @@ func (w *Writer) open(wall time.Time, maxAhead int64) window {
 	}
 }
 
-// admits reports whether an event at ts may be staged at once: not in the
-// future, not in a sealed minute, and with its minute's keys at hand.
-// Inlined: three compares for the usual event.
-func (c *window) admits(ts int64) bool {
-	m := minuteOf(ts)
+// admits reports whether an event at ts, in minute m, may be staged at
+// once: not in the future, not in a sealed minute, and with its minute's
+// keys at hand. Inlined: three compares for the usual event.
+func (c *window) admits(ts, m int64) bool {
 	return ts <= c.maxAhead && m >= c.floor && m <= c.keyTo
 }
 
@@ -357,16 +359,20 @@ type nameEntry struct {
 	n, id  uint32 // n = 0: empty
 }
 
-// nameWords returns the first and last 8 bytes of a name of 1..16 bytes
-// (a shorter one zero-padded), which determine it given its length.
+// nameWords returns two words that determine a name of 1..16 bytes given
+// its length: its first and last 8 bytes, or for a shorter name its first
+// and last 4 (or its first, middle and last byte), overlapping. (A loop
+// over the bytes of a short name, as line-ups have, cost 60 instructions.)
 func nameWords(name []byte) (w0, w1 uint64) {
-	if len(name) >= 8 {
-		return binary.LittleEndian.Uint64(name), binary.LittleEndian.Uint64(name[len(name)-8:])
+	switch n := len(name); {
+	case n >= 8:
+		return binary.LittleEndian.Uint64(name), binary.LittleEndian.Uint64(name[n-8:])
+	case n >= 4:
+		return uint64(binary.LittleEndian.Uint32(name)) | uint64(binary.LittleEndian.Uint32(name[n-4:]))<<32, 0
+	case n > 0:
+		return uint64(name[0]) | uint64(name[n/2])<<8 | uint64(name[n-1])<<16, 0
 	}
-	for i, c := range name {
-		w0 |= uint64(c) << (8 * i)
-	}
-	return w0, 0
+	return 0, 0
 }
 
 // internCached is intern behind the nameCache (which is 0 for channels,

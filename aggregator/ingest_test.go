@@ -67,7 +67,7 @@ func TestInternCached(t *testing.T) {
 	a := benchAggregator(t, Events, time.Hour)
 	w := a.NewWriter()
 	var list [][]byte
-	for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 40} {
+	for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 40} {
 		base := bytes.Repeat([]byte("x"), n)
 		list = append(list, base)
 		for i := range n {

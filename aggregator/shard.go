@@ -221,7 +221,7 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 	accepted := 0
 	for i := range items {
 		it := &items[i]
-		m := minuteOf(it.ts)
+		m := it.m
 		if m < s.nextSeal {
 			// The sealer took this minute between the writer's pre-check
 			// and now.
@@ -258,7 +258,7 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 func (s *shard) prepareEventsLocked(items []item) {
 	for i := range items {
 		it := &items[i]
-		m := minuteOf(it.ts)
+		m := it.m
 		if m < s.nextSeal || it.kind == event.Standby || it.ch == 0 {
 			continue
 		}
@@ -276,7 +276,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 		if it.pair == pairNone {
 			continue
 		}
-		if m := minuteOf(it.ts); p == nil || p.minute != m {
+		if m := it.m; p == nil || p.minute != m {
 			p = s.openLocked(m)
 		}
 		if it.pair == pairToAdd {
@@ -290,7 +290,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 		if it.pair != pairToAdd {
 			continue
 		}
-		if m := minuteOf(it.ts); p == nil || p.minute != m {
+		if m := it.m; p == nil || p.minute != m {
 			p = s.openLocked(m)
 		}
 		if !p.pairs.add(pairKey(it.mh, it.ch, it.region)) {
@@ -305,7 +305,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 		if it.pair != pairNew {
 			continue
 		}
-		if m := minuteOf(it.ts); p == nil || p.minute != m {
+		if m := it.m; p == nil || p.minute != m {
 			p = s.openLocked(m)
 		}
 		sink += p.cells.peek(cellKey(it.ch, it.region)) + p.total.peek(prec, it.mh)
