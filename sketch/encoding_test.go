@@ -100,6 +100,29 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestDecodesEarlierEncoding: dense payloads were compressed at zstd's
+// default level before the fastest (smaller and three times quicker on
+// registers); sketches packed then, in checkpoints and segments, must
+// decode to the same sketch as the golden input encoded now.
+func TestDecodesEarlierEncoding(t *testing.T) {
+	key := seqKey(t)
+	old, err := os.ReadFile(filepath.Join(goldenDir, "dense-p14-speeddefault.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := encode(t, goldenSketch(t, 14, 50_000))
+	if bytes.Equal(old, now) {
+		t.Fatal("the earlier encoding is the current one: the test checks nothing")
+	}
+	s, err := Decode(old, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := encode(t, s); !bytes.Equal(got, now) {
+		t.Errorf("the earlier encoding decodes to another sketch: re-encoded %d bytes, the golden input %d", len(got), len(now))
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	key := seqKey(t)
 	for _, p := range []uint8{MinPrecision, 10, DefaultPrecision, MaxPrecision} {
