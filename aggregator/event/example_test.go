@@ -45,3 +45,32 @@ func Example() {
 	// 1764187205000 tune      npo1 ""
 	// rejected: 1 bad_channel: event at offset 65: channel is empty for a tune event
 }
+
+// A consumer of frames can take each name once: DecodeFrame gives the
+// frame's dictionaries and events that refer to them by index.
+func ExampleDecoder_DecodeFrame() {
+	var enc event.BatchEncoder
+	for i, ch := range []string{"npo1", "rtl4", "npo1", "npo1"} {
+		ev := event.Event{Device: fmt.Appendf(nil, "stb-%d", i), Channel: []byte(ch), Region: []byte("ams-03"), TS: 1764187200000 + int64(i)*1000}
+		if err := enc.Add(&ev); err != nil {
+			fmt.Println("add:", err)
+		}
+	}
+	var d event.Decoder
+	var f event.Frame
+	if !d.DecodeFrame(&f, enc.AppendFrame(nil, false), nil) {
+		fmt.Println("not a frame")
+	}
+	fmt.Printf("channels %q, regions %q\n", f.Channels, f.Regions)
+	perChannel := make([]int, len(f.Channels)) // counted by index: no name looked up per event
+	for _, e := range f.Events {
+		perChannel[e.Channel]++
+	}
+	for i, n := range perChannel {
+		fmt.Printf("%s: %d events\n", f.Channels[i], n)
+	}
+	// Output:
+	// channels ["npo1" "rtl4"], regions ["ams-03"]
+	// npo1: 3 events
+	// rtl4: 1 events
+}
