@@ -516,3 +516,65 @@ func TestNextFrameFullEncoder(t *testing.T) {
 		t.Errorf("Err() = %v, want no room for a batch", err)
 	}
 }
+
+// TestNextFrameForeignNames checks NextFrame into a frame whose
+// dictionaries hold names it did not add, so that it cannot number the
+// names new to the frame itself: the frame is still the one Add of Next's
+// events makes after the same names.
+func TestNextFrameForeignNames(t *testing.T) {
+	cfg := Config{Seed: 5, Devices: 3000, Duration: 10 * time.Minute}
+	byNext, err := NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFrame, _ := NewGenerator(cfg)
+	ctx := context.Background()
+	var batch []event.Event
+	f := func(what string, names func(*event.BatchEncoder)) {
+		t.Helper()
+		var plain, fused event.BatchEncoder
+		names(&plain)
+		names(&fused)
+		if !byNext.Next(ctx, &batch) || !byFrame.NextFrame(ctx, &fused) {
+			t.Fatalf("%s: the day ended (%v)", what, byFrame.Err())
+		}
+		for i := range batch {
+			if err := plain.Add(&batch[i]); err != nil {
+				t.Fatalf("%s: Add: %v", what, err)
+			}
+		}
+		if got, want := fused.AppendFrame(nil, false), plain.AppendFrame(nil, false); !bytes.Equal(got, want) {
+			t.Errorf("%s: NextFrame's frame differs from Add's\ngot  %x\nwant %x", what, got, want)
+		}
+	}
+	f("none", func(*event.BatchEncoder) {})
+	f("a foreign channel", func(e *event.BatchEncoder) { e.ChannelIndex([]byte("zz-top"), -1) })
+	f("a foreign region", func(e *event.BatchEncoder) { e.RegionIndex([]byte("zz-top"), -1) })
+	f("one of its channels", func(e *event.BatchEncoder) { e.ChannelIndex([]byte(ChannelName(7, 300)), 7) })
+	f("one of its channels under another key", func(e *event.BatchEncoder) { e.ChannelIndex([]byte(ChannelName(7, 300)), 9) })
+	f("one of its regions", func(e *event.BatchEncoder) { e.RegionIndex([]byte(RegionName(3, 40)), -1) })
+	f("none again", func(*event.BatchEncoder) {})
+}
+
+func TestNextFrameAllocatesNothing(t *testing.T) {
+	g, err := NewGenerator(Config{Seed: 1, Devices: 20000, Duration: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc event.BatchEncoder
+	var frame []byte
+	ctx := context.Background()
+	next := func() {
+		if !g.NextFrame(ctx, &enc) {
+			t.Fatalf("NextFrame: %v", g.Err())
+		}
+		frame = enc.AppendFrame(frame[:0], false)
+		enc.Reset()
+	}
+	for range 2000 { // warm up: the buffers grow to their working size
+		next()
+	}
+	if allocs := testing.AllocsPerRun(200, next); allocs > 0.1 {
+		t.Errorf("NextFrame allocates %.2f times per batch", allocs)
+	}
+}
