@@ -93,20 +93,15 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		return w.writeNone(pos, at)
 	}
 	a := w.a
-	wall := a.cfg.Now()
-	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
-	if a.firstOpen.Load() < 0 {
-		var first int64 // the earliest event not in the future
+	c := w.begin(func(maxAhead int64) (first int64) {
 		for i := range evs {
 			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
 				first = ts
 			}
 		}
-		a.start(first) // takes sealMu: before the gate (lock order)
-	}
-	a.gate.RLock()
+		return first
+	})
 	defer a.gate.RUnlock()
-	c := w.open(wall, maxAhead)
 	for i := range evs {
 		e := &evs[i]
 		m := minuteOf(e.TS)
@@ -159,20 +154,15 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 		return w.writeNone(pos, at)
 	}
 	a := w.a
-	wall := a.cfg.Now()
-	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
-	if a.firstOpen.Load() < 0 {
-		var first int64 // the earliest event not in the future
+	c := w.begin(func(maxAhead int64) (first int64) {
 		for i := range evs {
 			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
 				first = ts
 			}
 		}
-		a.start(first)
-	}
-	a.gate.RLock()
+		return first
+	})
 	defer a.gate.RUnlock()
-	c := w.open(wall, maxAhead)
 	// The ids of the frame's channels, then its regions.
 	ids := w.frameIDs[:0]
 	for range len(f.Channels) + len(f.Regions) {
@@ -244,9 +234,18 @@ type window struct {
 	latest              int64
 }
 
-// open returns the window of a write at wall; the caller holds the gate.
-func (w *Writer) open(wall time.Time, maxAhead int64) window {
+// begin starts a write at the clock's time: if no minute is open yet, it
+// opens the first, the one of first(maxAhead), the write's earliest event
+// that is not in the future (0 if none). It takes the ingest gate, shared
+// (the caller releases it), and returns the write's window.
+func (w *Writer) begin(first func(maxAhead int64) int64) window {
 	a := w.a
+	wall := a.cfg.Now()
+	maxAhead := wall.UnixMilli() + a.cfg.MaxClockSkew.Milliseconds()
+	if a.firstOpen.Load() < 0 {
+		a.start(first(maxAhead)) // takes sealMu: before the gate (lock order)
+	}
+	a.gate.RLock()
 	firstOpen := a.firstOpen.Load()
 	horizon, _ := a.horizons(wall)
 	return window{
