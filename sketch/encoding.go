@@ -37,7 +37,7 @@ var (
 func mustEncoder() *zstd.Encoder {
 	// A single-segment frame always declares its content size, which the
 	// decoder checks before inflating (small frames omit it otherwise).
-	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithSingleSegment(true))
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithSingleSegment(true))
 	if err != nil {
 		panic("BUG: zstd encoder: " + err.Error())
 	}
