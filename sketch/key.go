@@ -104,9 +104,13 @@ func (k *Key) HashUint64(v uint64) uint64 {
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0 ^= last
 	v2 ^= 0xff
-	for range 4 {
-		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	}
+	// The four finalization rounds written out: as a loop they took 22
+	// more instructions a hash (173 against 151 in BenchmarkKeyHashUint64),
+	// the loop's own and the moves of the four words at its edges.
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	return v0 ^ v1 ^ v2 ^ v3
 }
 
