@@ -292,3 +292,189 @@ func TestAppendFrameWritesNoFurther(t *testing.T) {
 		}
 	}
 }
+
+// keyedBatch is one batch of TestAddChannelsMatchesChannelIndex: names
+// given by ChannelIndex before (pre), then the keys of channels (into
+// table) and of regions (into the region table).
+type keyedBatch struct {
+	table             [][]byte
+	pre, ch, reg      []uint16
+	wantCh, wantRegOK int // keys AddChannels and AddRegions take
+}
+
+// keyedTable returns n channel names, "" at key 0, then "ch-1", "ch-2", ….
+func keyedTable(n int, format string) [][]byte {
+	table := make([][]byte, n)
+	for i := 1; i < n; i++ {
+		table[i] = fmt.Appendf(nil, format, i)
+	}
+	return table
+}
+
+func seq(from, to int) []uint16 {
+	var keys []uint16
+	for k := from; k < to; k++ {
+		keys = append(keys, uint16(k))
+	}
+	return keys
+}
+
+// TestAddChannelsMatchesChannelIndex checks that AddChannels and
+// AddRegions leave the encoder as ChannelIndex and RegionIndex of each
+// key in turn do (the same frame, dictionaries and indexes, across Reset),
+// and return the error of the first name they refuse.
+func TestAddChannelsMatchesChannelIndex(t *testing.T) {
+	short := keyedTable(64, "ch-%d")
+	other := keyedTable(64, "other-%d") // the same keys for other names
+	long := keyedTable(64, "a-channel-name-longer-than-16-%d")
+	bad := keyedTable(8, "ch-%d")
+	bad[3], bad[5] = []byte("bad name"), bytes.Repeat([]byte{'c'}, MaxChannelLen+1)
+	many := keyedTable(1<<15, "c%d") // past maxRemembered in a few batches
+	regions := keyedTable(64, "r-%d")
+	cases := []struct {
+		name    string
+		batches []keyedBatch
+	}{
+		{"distinct", []keyedBatch{
+			{table: short, ch: seq(1, 40), reg: seq(0, 20)},
+			{table: short, ch: seq(10, 50), reg: seq(5, 30)},
+		}},
+		{"none", []keyedBatch{{table: short}, {table: short, ch: seq(1, 3)}}},
+		{"repeated", []keyedBatch{
+			{table: short, ch: []uint16{1, 2, 1, 3, 2, 3}, reg: []uint16{4, 4, 0, 4, 0}},
+			{table: short, ch: []uint16{3, 3, 1}, reg: []uint16{0, 0}},
+		}},
+		{"empty channel", []keyedBatch{
+			{table: short, ch: []uint16{0, 5, 0, 6}, reg: []uint16{0}},
+			{table: short, ch: []uint16{7, 0}, reg: []uint16{1, 0}},
+		}},
+		{"long names", []keyedBatch{
+			{table: long, ch: seq(1, 30), reg: seq(0, 10)},
+			{table: long, ch: seq(20, 40)},
+		}},
+		{"other names under the keys", []keyedBatch{
+			{table: short, ch: seq(1, 20)},
+			{table: other, ch: seq(1, 30)},
+			{table: short, ch: seq(10, 20)},
+			{table: long, ch: seq(1, 5)},
+		}},
+		{"dictionary not empty", []keyedBatch{
+			{table: short, pre: []uint16{7, 0, 3}, ch: seq(1, 10), reg: seq(2, 4)},
+			{table: short, pre: []uint16{9}, ch: []uint16{9, 8, 9}},
+		}},
+		{"bad name", []keyedBatch{
+			{table: bad, ch: []uint16{1, 2, 3, 4}},
+			{table: bad, ch: []uint16{1, 4, 5, 6}},
+			{table: bad, ch: []uint16{3}},
+			{table: bad, ch: seq(1, 8)},
+		}},
+		{"past maxRemembered", []keyedBatch{
+			{table: many, ch: seq(1, 6000)},
+			{table: many, ch: seq(6000, 12000)},
+			{table: many, ch: seq(12000, 18000)},
+			{table: many, ch: seq(1, 6000)},
+			{table: many, ch: seq(100, 200)},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var byName, bulk BatchEncoder
+			var frameByName, frameBulk []byte
+			for b, batch := range c.batches {
+				for _, enc := range []*BatchEncoder{&byName, &bulk} {
+					enc.Reset()
+					for _, k := range batch.pre {
+						if _, err := enc.ChannelIndex(batch.table[k], int(k)); err != nil {
+							t.Fatalf("batch %d: ChannelIndex(%q): %v", b, batch.table[k], err)
+						}
+					}
+				}
+				// By name: ChannelIndex of each key up to the first error.
+				kCh, errCh := len(batch.ch), error(nil)
+				for i, k := range batch.ch {
+					if _, err := byName.ChannelIndex(batch.table[k], int(k)); err != nil {
+						kCh, errCh = i, err
+						break
+					}
+				}
+				kReg, errReg := len(batch.reg), error(nil)
+				for i, k := range batch.reg {
+					if _, err := byName.RegionIndex(regions[k], int(k)); err != nil {
+						kReg, errReg = i, err
+						break
+					}
+				}
+				gotCh, gotErrCh := bulk.AddChannels(batch.ch, batch.table)
+				gotReg, gotErrReg := bulk.AddRegions(batch.reg, regions)
+				if gotCh != kCh || fmt.Sprint(gotErrCh) != fmt.Sprint(errCh) {
+					t.Errorf("batch %d: AddChannels = %d, %v; ChannelIndex of each: %d, %v", b, gotCh, gotErrCh, kCh, errCh)
+				}
+				if gotReg != kReg || fmt.Sprint(gotErrReg) != fmt.Sprint(errReg) {
+					t.Errorf("batch %d: AddRegions = %d, %v; RegionIndex of each: %d, %v", b, gotReg, gotErrReg, kReg, errReg)
+				}
+				if gotErrCh != nil && !isCode(gotErrCh) {
+					t.Errorf("batch %d: AddChannels's error %v is not an *Error", b, gotErrCh)
+				}
+				// The same indexes of every name, and an event of each
+				// (in the absent region, added to both if not there).
+				rb, err1 := byName.RegionIndex(nil, -1)
+				ru, err2 := bulk.RegionIndex(nil, -1)
+				if rb != ru || err1 != nil || err2 != nil {
+					t.Fatalf("batch %d: region \"\": index %d, %v by name, %d, %v in bulk", b, rb, err1, ru, err2)
+				}
+				for _, k := range batch.ch[:kCh] {
+					i, err1 := byName.ChannelIndex(batch.table[k], int(k))
+					j, err2 := bulk.ChannelIndex(batch.table[k], int(k))
+					if i != j || err1 != nil || err2 != nil {
+						t.Fatalf("batch %d: channel %q: index %d, %v by name, %d, %v in bulk", b, batch.table[k], i, err1, j, err2)
+					}
+					for _, enc := range []*BatchEncoder{&byName, &bulk} {
+						if err := enc.AddIndexed(Standby, 1764187200000, []byte("stb-1"), i, rb); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				bc, br := byName.Dictionaries()
+				uc, ur := bulk.Dictionaries()
+				if bc != uc || br != ur {
+					t.Errorf("batch %d: dictionaries %d, %d in bulk; %d, %d by name", b, uc, ur, bc, br)
+				}
+				frameByName = byName.AppendFrame(frameByName[:0], false)
+				frameBulk = bulk.AppendFrame(frameBulk[:0], false)
+				if !bytes.Equal(frameBulk, frameByName) {
+					t.Errorf("batch %d: the frames differ:\nbulk    %q\nby name %q", b, frameBulk, frameByName)
+				}
+				if bulk.Size() != len(frameBulk) {
+					t.Errorf("batch %d: Size() = %d, frame of %d bytes", b, bulk.Size(), len(frameBulk))
+				}
+			}
+		})
+	}
+}
+
+// isCode reports whether err is an *Error.
+func isCode(err error) bool {
+	_, ok := err.(*Error)
+	return ok
+}
+
+// TestAddChannelsAllocatesNothing checks that a warm encoder takes a
+// batch's names in bulk without allocating.
+func TestAddChannelsAllocatesNothing(t *testing.T) {
+	channels, regions := keyedTable(200, "ch-%d"), keyedTable(50, "r-%d")
+	chKeys, regKeys := seq(0, 200), seq(0, 50)
+	var e BatchEncoder
+	run := func() {
+		e.Reset()
+		if _, err := e.AddChannels(chKeys, channels); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.AddRegions(regKeys, regions); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if allocs := testing.AllocsPerRun(100, run); allocs != 0 {
+		t.Errorf("%d channels and %d regions allocate %.1f times", len(chKeys), len(regKeys), allocs)
+	}
+}
