@@ -93,13 +93,8 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		return w.writeNone(pos, at)
 	}
 	a := w.a
-	c := w.begin(func(maxAhead int64) (first int64) {
-		for i := range evs {
-			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
-				first = ts
-			}
-		}
-		return first
+	c := w.begin(func(maxAhead int64) int64 {
+		return earliest(evs, func(e *event.Event) int64 { return e.TS }, maxAhead)
 	})
 	defer a.gate.RUnlock()
 	for i := range evs {
@@ -154,13 +149,8 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 		return w.writeNone(pos, at)
 	}
 	a := w.a
-	c := w.begin(func(maxAhead int64) (first int64) {
-		for i := range evs {
-			if ts := evs[i].TS; ts <= maxAhead && (first == 0 || ts < first) {
-				first = ts
-			}
-		}
-		return first
+	c := w.begin(func(maxAhead int64) int64 {
+		return earliest(evs, func(e *event.FrameEvent) int64 { return e.TS }, maxAhead)
 	})
 	defer a.gate.RUnlock()
 	// The ids of the frame's channels, then its regions.
@@ -232,6 +222,17 @@ type window struct {
 	floor               int64 // the earliest minute admitted: max(firstOpen, horizon)
 	keyTo               int64 // the last minute whose keys are at hand (Writer.keyedTo)
 	latest              int64
+}
+
+// earliest returns the earliest time ts gives of an event of evs that is
+// not after maxAhead, or 0 if there is none.
+func earliest[E any](evs []E, ts func(*E) int64, maxAhead int64) (first int64) {
+	for i := range evs {
+		if t := ts(&evs[i]); t <= maxAhead && (first == 0 || t < first) {
+			first = t
+		}
+	}
+	return first
 }
 
 // begin starts a write at the clock's time: if no minute is open yet, it
