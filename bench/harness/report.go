@@ -255,7 +255,7 @@ func Markdown(rep *Report, ref string) string {
 	w("Redis: `%s`, a child on a free loopback port, no persistence.\n\n", rep.Tools.RedisVer)
 	if cfg.Runs("main") {
 		wl := rep.Workload
-		w("Workload (the generator, seed %d): %d boxes, %d channels, %s of event time ending 2 minutes before the run: %d events (state report at the start, then zapping, sessions, ad breaks; no heartbeats), with the generator's exact truth.\n\n",
+		w("Workload (the generator, seed %d): %d boxes, %d channels, %s of event time from 20:30 in the generator's local time, starting at a whole ad-break cycle (so every run gets the same stream but for its timestamps) and ending 2 to 17 minutes before the run: %d events (state report at the start, then zapping, sessions, ad breaks; no heartbeats), with the generator's exact truth.\n\n",
 			cfg.Seed, wl.Devices, wl.Channels, wl.Duration, wl.Events)
 	}
 
