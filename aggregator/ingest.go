@@ -126,7 +126,8 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 // WriteFrame is Write of a decoded binary frame (event.Decoder.DecodeFrame):
 // it resolves each of the frame's names once, when an event first uses
 // it, rather than once per event. It ingests exactly what Write of the
-// frame's events would.
+// frame's events would. f must be as DecodeFrame makes it: its events valid
+// and their indexes within its dictionaries.
 func (w *Writer) WriteFrame(f *event.Frame, rej *event.Rejections) int {
 	return w.writeFrame(f, rej, 0, false)
 }
