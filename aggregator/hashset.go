@@ -55,11 +55,13 @@ func (s *hashSet) reserve(n int) {
 		size *= 2
 	}
 	s.slots = make([]uint64, size)
+	adviseHuge(s.slots)
 }
 
 func (s *hashSet) grow() {
 	old := s.slots
 	s.slots = make([]uint64, max(2*len(old), minSetSlots))
+	adviseHuge(s.slots)
 	s.n = 0
 	for _, h := range old {
 		if h != 0 {
@@ -244,6 +246,7 @@ func (x *devIndex) put(h uint64, idx int32) {
 	if 2*(x.n+1) > len(x.slots) {
 		old := x.slots
 		x.slots, x.n = make([]devSlot, max(2*len(old), minSetSlots)), 0
+		adviseHuge(x.slots)
 		for _, s := range old {
 			if s.idx != 0 {
 				x.put(s.h, s.idx-1)

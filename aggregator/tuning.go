@@ -100,6 +100,14 @@ func (s *shard) newDeviceLocked(h uint64, ts int64) int32 {
 		s.free = s.free[:n-1]
 	} else {
 		idx = int32(len(s.devs))
+		if len(s.devs) == cap(s.devs) {
+			// Grown by hand rather than by append, to advise huge
+			// pages for the new array before it is touched.
+			devs := make([]device, len(s.devs), max(2*cap(s.devs), 64))
+			adviseHuge(devs[:cap(devs)])
+			copy(devs, s.devs)
+			s.devs = devs
+		}
 		s.devs = append(s.devs, device{})
 	}
 	s.devs[idx] = device{hash: h, last: ts, accMin: max(minuteOf(ts), s.nextSeal), live: true}

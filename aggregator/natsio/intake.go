@@ -71,8 +71,16 @@ type Intake struct {
 	ordered bool
 	seed    maphash.Seed
 	next    atomic.Uint32
-	wg      sync.WaitGroup
-	sink    *sink
+	// routes assigns each subject (tuning model) to a worker, a new
+	// subject to the worker with the fewest, so that a producer's
+	// partitions spread evenly: hashed, 16 subjects on 2 workers put 10
+	// or more on one of them 45% of the time (binomial), and that worker
+	// sets the pace. Past maxRoutes subjects the rest are hashed, so a
+	// flood of subjects cannot grow it. Only dispatch uses them.
+	routes map[string]int
+	routed []int // subjects per worker
+	wg     sync.WaitGroup
+	sink   *sink
 
 	// mu guards stopped and sends on work: closeWorkers must not close a
 	// channel while dispatch sends on it. Only the subscription's one
@@ -110,6 +118,8 @@ func StartIntake(cfg IntakeConfig) (*Intake, error) {
 		work:    make([]chan *nats.Msg, cfg.Workers),
 		ordered: cfg.Agg.Config().Model == aggregator.Tuning,
 		seed:    maphash.MakeSeed(),
+		routes:  make(map[string]int),
+		routed:  make([]int, cfg.Workers),
 		sink:    newSink(cfg.Agg, cfg.Metrics, cfg.MaxMessageBytes, cfg.Logger),
 	}
 	in.sink.flushed = in.updateDropped
@@ -154,7 +164,7 @@ func (in *Intake) dispatch(m *nats.Msg) {
 	var i int
 	if len(in.work) > 1 {
 		if in.ordered {
-			i = int(maphash.String(in.seed, m.Subject) % uint64(len(in.work)))
+			i = in.route(m.Subject)
 		} else {
 			i = int(in.next.Add(1) % uint32(len(in.work)))
 		}
@@ -164,6 +174,28 @@ func (in *Intake) dispatch(m *nats.Msg) {
 		in.work[i] <- m
 	}
 	in.mu.Unlock()
+}
+
+// maxRoutes bounds Intake.routes.
+const maxRoutes = 1 << 12
+
+// route returns the worker of subject (tuning model).
+func (in *Intake) route(subject string) int {
+	if i, ok := in.routes[subject]; ok {
+		return i
+	}
+	if len(in.routes) >= maxRoutes {
+		return int(maphash.String(in.seed, subject) % uint64(len(in.work)))
+	}
+	i := 0
+	for w, n := range in.routed {
+		if n < in.routed[i] {
+			i = w
+		}
+	}
+	in.routes[subject] = i
+	in.routed[i]++
+	return i
 }
 
 // AsyncError is the connection's async error handler (nats.ErrorHandler):

@@ -262,6 +262,43 @@ func TestIntakeKeepsSubjectOrderInTuningModel(t *testing.T) {
 	}
 }
 
+func TestIntakeSpreadsSubjectsEvenly(t *testing.T) {
+	// A producer's 16 partitions on 2 workers: 8 each, every subject on
+	// the same worker each time; past maxRoutes subjects, the rest are
+	// hashed without growing the table.
+	f := newFixture(t, aggregator.Tuning, false)
+	in, err := StartIntake(IntakeConfig{Conn: f.nc, Agg: f.agg, Metrics: f.metrics, Workers: 2, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop(t.Context())
+	per := make([]int, 2)
+	first := map[string]int{}
+	for range 3 {
+		for p := range 16 {
+			s := fmt.Sprintf("tv.events.p%d", p)
+			w := in.route(s)
+			if v, ok := first[s]; ok && v != w {
+				t.Fatalf("%s went to worker %d, then %d", s, v, w)
+			} else if !ok {
+				first[s] = w
+				per[w]++
+			}
+		}
+	}
+	if per[0] != 8 || per[1] != 8 {
+		t.Fatalf("subjects per worker %v, want [8 8]", per)
+	}
+	for i := range 2 * maxRoutes {
+		if w := in.route(fmt.Sprintf("tv.events.x%d", i)); w < 0 || w > 1 {
+			t.Fatalf("worker %d", w)
+		}
+	}
+	if len(in.routes) != maxRoutes {
+		t.Fatalf("%d routes kept, want at most %d", len(in.routes), maxRoutes)
+	}
+}
+
 func TestPublisherSendsEverySealedMinute(t *testing.T) {
 	f := newFixture(t, aggregator.Tuning, false)
 	pub := NewPublisher(f.nc, f.agg, f.metrics)
