@@ -46,6 +46,11 @@ type Writer struct {
 	channels map[string]uint32 // unlocked cache in front of a.channels
 	regions  map[string]uint32
 	names    *nameCache // in front of channels and regions
+	// The devices of the events of a write and their pseudonyms, hashed
+	// in one batch (sketch.Key.HashIDs) before they are staged. devices
+	// is cleared after each write, so it keeps no message alive.
+	devices [][]byte
+	hashes  []uint64
 	// The keys of the epochs of both tiers that meet the minutes
 	// [keyFrom, keyTo] are in the Aggregator's key cache (epochs.go).
 	keyFrom, keyTo int64
@@ -97,6 +102,11 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		return earliest(evs, func(e *event.Event) int64 { return e.TS }, maxAhead)
 	})
 	defer a.gate.RUnlock()
+	devs := w.devices[:0]
+	for i := range evs {
+		devs = append(devs, evs[i].Device)
+	}
+	hs := w.pseudonyms(devs)
 	for i := range evs {
 		e := &evs[i]
 		m := minuteOf(e.TS)
@@ -113,9 +123,9 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 			w.rejectName(rej, "region", e.Region)
 			continue
 		}
-		// Hashed and put in its shard's bucket (here rather than in a
-		// method, which would not be inlined).
-		h := a.pseudonym.Hash(e.Device)
+		// Put in its shard's bucket (here rather than in a method, which
+		// would not be inlined).
+		h := hs[i]
 		s := a.shardOf(h, ch)
 		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
 		c.latest = max(c.latest, e.TS)
@@ -161,6 +171,11 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 	}
 	w.frameIDs = ids
 	chIDs, regIDs := ids[:len(f.Channels)], ids[len(f.Channels):]
+	devs := w.devices[:0]
+	for i := range evs {
+		devs = append(devs, evs[i].Device)
+	}
+	hs := w.pseudonyms(devs)
 	for i := range evs {
 		e := &evs[i]
 		m := minuteOf(e.TS)
@@ -185,14 +200,29 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 			w.rejectName(rej, "region", f.Regions[e.Region])
 			continue
 		}
-		// Hashed and put in its shard's bucket (here rather than in a
-		// method, which would not be inlined).
-		h := a.pseudonym.Hash(e.Device)
+		// Put in its shard's bucket (here rather than in a method, which
+		// would not be inlined).
+		h := hs[i]
 		s := a.shardOf(h, ch)
 		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
 		c.latest = max(c.latest, e.TS)
 	}
 	return w.commit(&c, rej, pos, at)
+}
+
+// pseudonyms returns the pseudonyms of devs, which extends w.devices, in
+// w.hashes: one batch of keyed hashes, several side by side, rather than
+// one dependent chain of AES rounds per event. Rejected events' devices
+// are hashed too, which changes nothing. devs is cleared.
+func (w *Writer) pseudonyms(devs [][]byte) []uint64 {
+	w.devices = devs
+	if cap(w.hashes) < len(devs) {
+		w.hashes = make([]uint64, len(devs))
+	}
+	hs := w.hashes[:len(devs)]
+	w.a.pseudonym.HashIDs(hs, devs)
+	clear(devs)
+	return hs
 }
 
 // frameID returns the id of a frame's name, or idOverLimit.

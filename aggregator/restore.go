@@ -238,7 +238,10 @@ func (a *Aggregator) restoreMeta(r *reader, rs *restoreState) error {
 	c := a.cfg
 	switch {
 	case fp != a.pseudonym.Fingerprint():
-		return fmt.Errorf("written under pseudonym key %v, this configuration has key %v: %w", fp, a.pseudonym.Fingerprint(), ErrCheckpointConfig)
+		// A checkpoint of a version that hashed devices with SipHash-2-4
+		// has another fingerprint for the same key file, too: its
+		// pseudonyms cannot be mixed with these.
+		return fmt.Errorf("written under pseudonym key %v, this configuration has key %v (or written by a version that hashed devices with SipHash-2-4): %w", fp, a.pseudonym.Fingerprint(), ErrCheckpointConfig)
 	case dayStart != uint64(c.DayStart/time.Hour):
 		return fmt.Errorf("written with day start %dh, this configuration has %s: its days hold other hours: %w", dayStart, c.DayStart, ErrCheckpointConfig)
 	case model != c.Model:

@@ -1,6 +1,7 @@
 package sketch
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -17,18 +18,41 @@ func benchSketch(b *testing.B, key *Key, p uint8, n int, seed uint64) *Sketch {
 	return s
 }
 
+// BenchmarkKeyHash: a device id keyed under the pseudonym key, on the path
+// this machine takes and on the portable one: a 16-byte id (two AES blocks
+// with its length byte) and a 36-byte UUID (three).
 func BenchmarkKeyHash(b *testing.B) {
 	key := seqKey(b)
-	id := []byte("stb-000000012345") // 16 bytes
-	var sink uint64
-	b.ReportAllocs()
-	for b.Loop() {
-		sink += key.Hash(id)
+	ids := []struct {
+		name string
+		id   []byte
+	}{
+		{"16B", []byte("stb-000000012345")},
+		{"36B", []byte("3f2b8c1e-5d4a-4e7b-9c2f-1a6d8e0b7c45")},
 	}
-	_ = sink
+	for _, portable := range []bool{false, true} {
+		for _, c := range ids {
+			name := c.name
+			if portable {
+				name += "-portable"
+			}
+			b.Run(name, func(b *testing.B) {
+				if portable {
+					forcePortable(b)
+				}
+				var sink uint64
+				b.ReportAllocs()
+				for b.Loop() {
+					sink += key.Hash(c.id)
+				}
+				_ = sink
+			})
+		}
+	}
 }
 
-// BenchmarkKeyHashUint64: a pseudonym keyed under an epoch key.
+// BenchmarkKeyHashUint64: a pseudonym keyed under an epoch key (one AES
+// block).
 func BenchmarkKeyHashUint64(b *testing.B) {
 	key := seqKey(b)
 	var sink uint64
@@ -37,6 +61,81 @@ func BenchmarkKeyHashUint64(b *testing.B) {
 		sink = key.HashUint64(sink)
 	}
 	_ = sink
+}
+
+// BenchmarkKeyHashUint64Portable: the same through crypto/aes.
+func BenchmarkKeyHashUint64Portable(b *testing.B) {
+	key := seqKey(b)
+	forcePortable(b)
+	var sink uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		sink = key.HashUint64(sink)
+	}
+	_ = sink
+}
+
+// BenchmarkKeyHashIDs: a frame's 256 device ids keyed under the pseudonym
+// key one at a time (Hash) and in one batch (HashIDs), per id: 16-byte ids
+// (two blocks each) and 36-byte UUIDs (three).
+func BenchmarkKeyHashIDs(b *testing.B) {
+	key := seqKey(b)
+	for _, c := range []struct {
+		name   string
+		format string
+	}{
+		{"16B", "stb-%012d"},
+		{"36B", "3f2b8c1e-5d4a-4e7b-9c2f-%012d"},
+	} {
+		ids := make([][]byte, 256)
+		for i := range ids {
+			ids[i] = fmt.Appendf(nil, c.format, i*7919)
+		}
+		dst := make([]uint64, len(ids))
+		b.Run(c.name+"/single", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for i, id := range ids {
+					dst[i] = key.Hash(id)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ids)), "ns/id")
+		})
+		b.Run(c.name+"/batch", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				key.HashIDs(dst, ids)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ids)), "ns/id")
+		})
+	}
+}
+
+// BenchmarkKeyHashUint64s: 32 pseudonyms (a shard's share of a frame)
+// keyed under an epoch key one at a time and in one batch, per value.
+func BenchmarkKeyHashUint64s(b *testing.B) {
+	key := seqKey(b)
+	src := make([]uint64, 32)
+	for i := range src {
+		src[i] = uint64(i) * 0x9E3779B97F4A7C15
+	}
+	dst := make([]uint64, len(src))
+	b.Run("single", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for i, v := range src {
+				dst[i] = key.HashUint64(v)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(src)), "ns/value")
+	})
+	b.Run("batch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			key.HashUint64s(dst, src)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(src)), "ns/value")
+	})
 }
 
 // BenchmarkAdd: keyed hash and dense insert, the per-event cost.

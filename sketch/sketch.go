@@ -1,8 +1,9 @@
 // Package sketch estimates distinct devices from keyed HyperLogLog sketches.
 //
-// Device IDs are hashed with a secret Key (SipHash-2-4) before any register
-// sees them, so a sketch cannot be tested for a known ID without the key, and
-// once the key is deleted no sketch under it can be linked to a device.
+// Device IDs are hashed with a secret Key (AES-128 in CBC-MAC over a
+// length-prefixed encoding, a PRF) before any register sees them, so a
+// sketch cannot be tested for a known ID without the key, and once the key
+// is deleted no sketch under it can be linked to a device.
 // Sketches with the same Key and precision merge losslessly: the merge of two
 // sketches is the sketch of the union of their devices. The package holds the
 // math and the bytes only: no time, no I/O, no locks.

@@ -72,7 +72,7 @@ func privacyStatement(c Config) PrivacyStatement {
 		},
 		Processed: []string{
 			"Set-top-box channel-change events from NATS: device identifier, channel, time, kind (tune, heartbeat, standby) and optionally a region (access node).",
-			"The raw device identifier exists only in the buffer of the NATS message being decoded. It is hashed at once with a secret 128-bit SipHash-2-4 pseudonym key; it never appears in a log line, an error, a metric label, a file or a response.",
+			"The raw device identifier exists only in the buffer of the NATS message being decoded. It is hashed at once under a secret 128-bit pseudonym key, with a pseudorandom function: the first 8 bytes of the AES-128 CBC-MAC (zero IV) of the identifier's length as a uvarint, the identifier, and zero bytes up to a multiple of 16; it never appears in a log line, an error, a metric label, a file or a response.",
 			"Each pseudonym is hashed again, once per tier, with the key of the tier's current epoch before it enters a sketch: a daily key (days start at " + day + ") for the minute tier, a weekly key (ISO weeks) for the reach tier. The pseudonym itself never enters a sketch.",
 		},
 		Never: []string{

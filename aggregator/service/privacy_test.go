@@ -23,9 +23,19 @@ import (
 // TestNoDeviceIdentifierLeaves ingests known device identifiers over NATS,
 // runs through a checkpoint and a shutdown, and then searches every file the
 // service wrote under -data, every log line and every API response for the
-// identifiers and for unkeyed hashes of them (SipHash with a zero key, as a
-// careless implementation might use): nothing may be found. The keyed hashes
+// identifiers and for unkeyed hashes of them (SipHash with a zero key, or the
+// pseudonym function under a zero key, as a careless implementation might
+// use): nothing may be found. The keyed hashes
 // the engine does keep are only inside sealed (encrypted) checkpoint sections.
+// zeroKey is the pseudonym function under an all-zero key.
+var zeroKey = func() *sketch.Key {
+	k, err := sketch.KeyFromBytes(make([]byte, sketch.KeySize))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func TestNoDeviceIdentifierLeaves(t *testing.T) {
 	var logs syncBuffer
 	now := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Minute)
@@ -88,10 +98,14 @@ func TestNoDeviceIdentifierLeaves(t *testing.T) {
 	needles := map[string][]byte{}
 	for i, id := range ids {
 		needles[fmt.Sprintf("id %d", i)] = id
-		h := siphash.Hash(0, 0, id)
-		needles[fmt.Sprintf("unkeyed hash of id %d (LE)", i)] = binary.LittleEndian.AppendUint64(nil, h)
-		needles[fmt.Sprintf("unkeyed hash of id %d (BE)", i)] = binary.BigEndian.AppendUint64(nil, h)
-		needles[fmt.Sprintf("unkeyed hash of id %d (hex)", i)] = fmt.Appendf(nil, "%016x", h)
+		for what, h := range map[string]uint64{
+			"unkeyed SipHash":    siphash.Hash(0, 0, id),
+			"zero-key pseudonym": zeroKey.Hash(id),
+		} {
+			needles[fmt.Sprintf("%s of id %d (LE)", what, i)] = binary.LittleEndian.AppendUint64(nil, h)
+			needles[fmt.Sprintf("%s of id %d (BE)", what, i)] = binary.BigEndian.AppendUint64(nil, h)
+			needles[fmt.Sprintf("%s of id %d (hex)", what, i)] = fmt.Appendf(nil, "%016x", h)
+		}
 	}
 	search := func(where string, data []byte) {
 		t.Helper()
@@ -123,7 +137,8 @@ func TestNoDeviceIdentifierLeaves(t *testing.T) {
 // files deleted), the expiry of the week (its key deleted too) and the
 // export of the counts. At every stage it collects the API's answers; at
 // the end it searches every file under -data, every log line and every
-// response for the identifiers, their unkeyed SipHash, the hash the sketch
+// response for the identifiers, their unkeyed SipHash and zero-key
+// pseudonym, the hash the sketch
 // library uses with its public seed (MetroHash64, seed 1337), and their
 // pseudonyms (the keyed hashes the engine routes by) in plain bytes:
 // nothing may be found. It also checks that each horizon shreds what it
@@ -284,6 +299,7 @@ func TestNoDeviceIdentifierLeavesAcrossRotation(t *testing.T) {
 		needles[fmt.Sprintf("id %d", i)] = id
 		for what, h := range map[string]uint64{
 			"unkeyed SipHash":         siphash.Hash(0, 0, id),
+			"zero-key pseudonym":      zeroKey.Hash(id),
 			"public-seed MetroHash64": metro.Hash64(id, 1337),
 			"pseudonym":               pseudonyms.Hash(id),
 		} {
