@@ -464,6 +464,9 @@ func sustain(b *testing.B, url string, pool []liveFrame, agg *aggregator.Aggrega
 		b.ReportMetric(float64(slowest)/10, "min10s-events/s")
 	}
 	// The seconds' rates, in millions, with -test.v.
+	if len(samples) == 0 {
+		return
+	}
 	var rates []string
 	for k := range samples {
 		n := samples[k]
