@@ -367,8 +367,7 @@ func (a *Aggregator) restoreTuning(r *reader, rs *restoreState) error {
 			s.overflow[d.hash] = slices.Clone(acc)
 			d.accN = accOverflow
 		}
-		s.index.put(d.hash, int32(len(s.devs)))
-		s.devs = append(s.devs, d)
+		s.index.put(d.hash, s.appendDeviceLocked(d))
 		if d.ch != 0 {
 			s.view(d.ch, d.region, +1)
 		}

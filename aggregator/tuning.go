@@ -99,20 +99,25 @@ func (s *shard) newDeviceLocked(h uint64, ts int64) int32 {
 		idx = s.free[n-1]
 		s.free = s.free[:n-1]
 	} else {
-		idx = int32(len(s.devs))
-		if len(s.devs) == cap(s.devs) {
-			// Grown by hand rather than by append, to advise huge
-			// pages for the new array before it is touched.
-			devs := make([]device, len(s.devs), max(2*cap(s.devs), 64))
-			adviseHuge(devs[:cap(devs)])
-			copy(devs, s.devs)
-			s.devs = devs
-		}
-		s.devs = append(s.devs, device{})
+		idx = s.appendDeviceLocked(device{})
 	}
 	s.devs[idx] = device{hash: h, last: ts, accMin: max(minuteOf(ts), s.nextSeal), live: true}
 	s.index.put(h, idx)
 	return idx
+}
+
+// appendDeviceLocked appends d to devs and returns its index. devs grows
+// by hand rather than by append, to advise huge pages for a new array
+// before it is touched (adviseHuge).
+func (s *shard) appendDeviceLocked(d device) int32 {
+	if len(s.devs) == cap(s.devs) {
+		devs := make([]device, len(s.devs), max(2*cap(s.devs), 64))
+		adviseHuge(devs[:cap(devs)])
+		copy(devs, s.devs)
+		s.devs = devs
+	}
+	s.devs = append(s.devs, d)
+	return int32(len(s.devs) - 1)
 }
 
 func (s *shard) deleteLocked(idx int32) {
