@@ -219,6 +219,7 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 		}()
 	}
 	accepted := 0
+	var p *partial
 	for i := range items {
 		it := &items[i]
 		m := it.m
@@ -235,13 +236,24 @@ func (s *shard) ingest(items []item, rej *event.Rejections) int {
 			continue
 		}
 		accepted++
+		// p is the partial of the item's minute once one is needed, kept
+		// for the next items of that minute (partials are neither moved
+		// nor removed while the lock is held).
 		if it.kind == event.Tune {
-			s.partialLocked(m).zaps.add(it.region, 1)
+			if p == nil || p.minute != m {
+				p = s.partialLocked(m)
+			}
+			p.zaps.add(it.region, 1)
 		}
-		if s.a.cfg.Model == Events {
-			s.countEventLocked(it, m)
-		} else {
+		if s.a.cfg.Model == Tuning {
 			s.applyLocked(it)
+		} else if it.kind != event.Standby && it.ch != 0 {
+			// The whole Events model: the device counts in its
+			// event's (channel, minute).
+			if p == nil || p.minute != m {
+				p = s.partialLocked(m)
+			}
+			p.countLocked(s.a, it)
 		}
 	}
 	return accepted
@@ -264,6 +276,7 @@ func (s *shard) prepareEventsLocked(items []item) {
 	var hs [64]uint64
 	var at [64]int32
 	var key *sketch.Key
+	var pm *partial // the partial of the last item's minute
 	n := 0
 	for i := 0; ; i++ {
 		var k *sketch.Key
@@ -273,7 +286,10 @@ func (s *shard) prepareEventsLocked(items []item) {
 			if m < s.nextSeal || it.kind == event.Standby || it.ch == 0 {
 				continue
 			}
-			k = s.partialLocked(m).key
+			if pm == nil || pm.minute != m {
+				pm = s.partialLocked(m)
+			}
+			k = pm.key
 			it.pair = pairUnknown
 			if it.region != 0 {
 				it.pair = pairToAdd
@@ -405,15 +421,6 @@ func (s *shard) openLocked(m int64) *partial {
 		}
 	}
 	return nil
-}
-
-// countEventLocked is the whole Events model: the device counts in its
-// event's (channel, minute).
-func (s *shard) countEventLocked(it *item, m int64) {
-	if it.kind == event.Standby || it.ch == 0 {
-		return
-	}
-	s.partialLocked(m).countLocked(s.a, it)
 }
 
 // countLocked counts the device of item it (pseudonym it.hash, minute-tier
