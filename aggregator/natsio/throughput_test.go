@@ -120,6 +120,43 @@ func benchProducer(b *testing.B, url string, msgs [][]byte, perMsg int, done fun
 	b.ReportMetric(float64(want)/elapsed.Seconds(), "events/s")
 }
 
+// benchIntake starts an embedded server and an intake on it into a new
+// aggregator of model, with the sealer running (as in the service) if seal;
+// all of it stops when b's function returns.
+func benchIntake(b *testing.B, model aggregator.Model, seal bool) (*Server, *aggregator.Aggregator, *Intake) {
+	b.Helper()
+	srv, err := StartServer(ServerConfig{Listen: "127.0.0.1:-1", Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Shutdown)
+	key, _ := sketch.NewKey()
+	agg, err := aggregator.New(aggregator.Config{Model: model, Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if seal {
+		ctx, cancel := context.WithCancel(context.Background())
+		sealed := make(chan struct{})
+		go func() { agg.Run(ctx, time.Second); close(sealed) }()
+		b.Cleanup(func() { cancel(); <-sealed })
+	}
+	nc, err := srv.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	in, err := StartIntake(IntakeConfig{Conn: nc, Agg: agg, Metrics: telemetry.New(agg), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = in.Stop(context.Background()) })
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return srv, agg, in
+}
+
 func BenchmarkEndToEnd(b *testing.B) {
 	cases := []struct {
 		name   string
@@ -135,30 +172,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			msgs, perMsg := benchMessages(b, c.format)
-			srv, err := StartServer(ServerConfig{Listen: "127.0.0.1:-1", Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Shutdown()
-			key, _ := sketch.NewKey()
-			agg, err := aggregator.New(aggregator.Config{Model: c.model, Key: key})
-			if err != nil {
-				b.Fatal(err)
-			}
-			metrics := telemetry.New(agg)
-			nc, err := srv.Connect()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			in, err := StartIntake(IntakeConfig{Conn: nc, Agg: agg, Metrics: metrics, Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer in.Stop(b.Context())
-			if err := nc.Flush(); err != nil {
-				b.Fatal(err)
-			}
+			srv, agg, in := benchIntake(b, c.model, false)
 			benchProducer(b, srv.ClientURL(), msgs, perMsg, agg.Accepted)
 			if n, _ := in.sub.Load().Dropped(); n > 0 {
 				b.Fatalf("the intake dropped %d messages", n)
@@ -325,35 +339,7 @@ func BenchmarkSustained(b *testing.B) {
 	for _, model := range []aggregator.Model{aggregator.Events, aggregator.Tuning} {
 		b.Run("binary/"+model.String(), func(b *testing.B) {
 			pool := liveMessages(b)
-			srv, err := StartServer(ServerConfig{Listen: "127.0.0.1:-1", Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Shutdown()
-			key, _ := sketch.NewKey()
-			agg, err := aggregator.New(aggregator.Config{Model: model, Key: key})
-			if err != nil {
-				b.Fatal(err)
-			}
-			// The sealer, as the service runs it.
-			ctx, cancel := context.WithCancel(b.Context())
-			sealed := make(chan struct{})
-			go func() { agg.Run(ctx, time.Second); close(sealed) }()
-			defer func() { cancel(); <-sealed }()
-			metrics := telemetry.New(agg)
-			nc, err := srv.Connect()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			in, err := StartIntake(IntakeConfig{Conn: nc, Agg: agg, Metrics: metrics, Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer in.Stop(b.Context())
-			if err := nc.Flush(); err != nil {
-				b.Fatal(err)
-			}
+			srv, agg, in := benchIntake(b, model, true)
 			sustain(b, srv.ClientURL(), pool, agg)
 			if n, _ := in.sub.Load().Dropped(); n > 0 {
 				b.Fatalf("the intake dropped %d messages", n)
