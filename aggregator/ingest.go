@@ -20,10 +20,7 @@ func minuteOf(ts int64) int64 { return ts / msPerMinute }
 // keeps. hash is the device's pseudonym (the pseudonym key's hash of its
 // identifier).
 type item struct {
-	hash uint64
-	// Set by shard.ingest's first pass (Events): the pseudonym hashed
-	// under the minute's key and, if pair is pairNew, the hour's.
-	mh, hh uint64
+	hash   uint64
 	ts     int64
 	m      int64 // minuteOf(ts)
 	ch     uint32
@@ -32,7 +29,6 @@ type item struct {
 	// -1 (Tuning).
 	idx  int32
 	kind event.Kind
-	pair uint8 // (Events) see pairNone
 }
 
 // Writer ingests events into an Aggregator. It holds the scratch space of the
@@ -40,13 +36,14 @@ type item struct {
 // allocate in steady state. A Writer is not safe for concurrent use; make one
 // per ingesting goroutine with NewWriter.
 type Writer struct {
-	a        *Aggregator
-	buckets  [][]item
+	a *Aggregator
+	// buckets[s] holds the events staged for shard s.
+	buckets  []bucket
 	frameIDs []uint32          // WriteFrame: the ids of the frame's names
 	channels map[string]uint32 // unlocked cache in front of a.channels
 	regions  map[string]uint32
 	names    *nameCache // in front of channels and regions
-	// The devices of the events of a write and their pseudonyms, hashed
+	// The devices of the events of a Write and their pseudonyms, hashed
 	// in one batch (sketch.Key.HashIDs) before they are staged. devices
 	// is cleared after each write, so it keeps no message alive.
 	devices [][]byte
@@ -60,7 +57,7 @@ type Writer struct {
 func (a *Aggregator) NewWriter() *Writer {
 	return &Writer{
 		a:        a,
-		buckets:  make([][]item, len(a.shards)),
+		buckets:  make([]bucket, len(a.shards)),
 		channels: make(map[string]uint32),
 		regions:  make(map[string]uint32),
 		names:    new(nameCache),
@@ -107,6 +104,8 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 		devs = append(devs, evs[i].Device)
 	}
 	hs := w.pseudonyms(devs)
+	clear(devs) // keeps no message alive
+	w.devices = devs
 	for i := range evs {
 		e := &evs[i]
 		m := minuteOf(e.TS)
@@ -123,11 +122,8 @@ func (w *Writer) write(evs []event.Event, rej *event.Rejections, pos uint64, at 
 			w.rejectName(rej, "region", e.Region)
 			continue
 		}
-		// Put in its shard's bucket (here rather than in a method, which
-		// would not be inlined).
 		h := hs[i]
-		s := a.shardOf(h, ch)
-		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
+		*w.stage(a.shardOf(h, ch)) = item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind}
 		c.latest = max(c.latest, e.TS)
 	}
 	return w.commit(&c, rej, pos, at)
@@ -171,16 +167,40 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 	}
 	w.frameIDs = ids
 	chIDs, regIDs := ids[:len(f.Channels)], ids[len(f.Channels):]
-	devs := w.devices[:0]
-	for i := range evs {
-		devs = append(devs, evs[i].Device)
+	// The names this Writer knows already, resolved up front from its
+	// caches (which register nothing); the others when an event first
+	// uses them, in the loop below (a name whose events are all rejected
+	// is never registered).
+	for i, name := range f.Channels {
+		chIDs[i] = w.known(w.channels, name, 0)
 	}
-	hs := w.pseudonyms(devs)
-	for i := range evs {
+	for i, name := range f.Regions {
+		regIDs[i] = w.known(w.regions, name, 1)
+	}
+	g := stager{
+		evs: evs, hs: w.pseudonyms(f.Devices[:len(evs)]),
+		chIDs: chIDs, regIDs: regIDs,
+		buckets: w.buckets,
+	}
+	g.setWindow(&c)
+	if a.cfg.Model == Tuning {
+		g.hMask = a.mask
+	} else {
+		g.chMask = a.mask
+	}
+	for i := 0; ; i++ {
+		if i = g.run(i); i == len(evs) {
+			break
+		}
+		// An event run cannot take: one to admit or reject, a name to
+		// resolve, or a full bucket.
 		e := &evs[i]
 		m := minuteOf(e.TS)
-		if !c.admits(e.TS, m) && !w.admit(&c, rej, e.TS) {
-			continue
+		if !c.admits(e.TS, m) {
+			if !w.admit(&c, rej, e.TS) {
+				continue
+			}
+			g.setWindow(&c)
 		}
 		ch := chIDs[e.Channel]
 		if ch == idUnresolved {
@@ -200,28 +220,112 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 			w.rejectName(rej, "region", f.Regions[e.Region])
 			continue
 		}
-		// Put in its shard's bucket (here rather than in a method, which
-		// would not be inlined).
-		h := hs[i]
-		s := a.shardOf(h, ch)
-		w.buckets[s] = append(w.buckets[s], item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind})
-		c.latest = max(c.latest, e.TS)
+		h := g.hs[i]
+		*w.stage(a.shardOf(h, ch)) = item{hash: h, ts: e.TS, m: m, ch: ch, region: region, kind: e.Kind}
+		g.latest = max(g.latest, e.TS)
 	}
+	c.latest = max(c.latest, g.latest)
 	return w.commit(&c, rej, pos, at)
 }
 
-// pseudonyms returns the pseudonyms of devs, which extends w.devices, in
-// w.hashes: one batch of keyed hashes, several side by side, rather than
-// one dependent chain of AES rounds per event. Rejected events' devices
-// are hashed too, which changes nothing. devs is cleared.
+// stager is what writeFrame's inner loop, run, needs at hand.
+type stager struct {
+	evs           []event.FrameEvent
+	hs            []uint64 // the pseudonyms of evs' devices
+	chIDs, regIDs []uint32 // Writer.frameIDs
+	buckets       []bucket // Writer.buckets
+	// An event's shard is (ch & chMask) | (pseudonym & hMask): one of the
+	// two masks is 0 (Aggregator.shardOf).
+	chMask, hMask uint64
+	// The event times window.admits admits: [from, to].
+	from, to int64
+	latest   int64 // the latest event time staged
+}
+
+// setWindow sets the event times g admits to those c admits at once.
+func (g *stager) setWindow(c *window) {
+	g.from, g.to = math.MinInt64, c.maxAhead
+	if c.floor > math.MinInt64/msPerMinute {
+		g.from = c.floor * msPerMinute
+	}
+	switch {
+	case c.keyTo < c.floor:
+		g.to = math.MinInt64 // no keys at hand: nothing at once
+	case c.keyTo < math.MaxInt64/msPerMinute-1:
+		g.to = min(g.to, (c.keyTo+1)*msPerMinute-1)
+	}
+}
+
+// bucket is a Writer's staged items for one shard: items[:n]. Its items'
+// length is their capacity (Writer.stage).
+type bucket struct {
+	items []item
+	n     int
+}
+
+// run is writeFrame's inner loop: from evs[i], while the events are
+// admitted at once (window.admits), their names resolved and their
+// shard's bucket has room, it stages them. It returns the index of the
+// first event it did not take. It calls nothing, so that the compiler
+// keeps its variables in registers (a call anywhere in the loop makes it
+// spill them on every event).
+func (g *stager) run(i int) int {
+	evs, hs := g.evs, g.hs[:len(g.evs)]
+	chIDs, regIDs := g.chIDs, g.regIDs
+	buckets := g.buckets
+	chMask, hMask := g.chMask, g.hMask
+	from, to := g.from, g.to
+	latest := g.latest
+	for ; i < len(evs); i++ {
+		e := &evs[i]
+		ts := e.TS
+		if ts < from || ts > to || int(e.Channel) >= len(chIDs) || int(e.Region) >= len(regIDs) {
+			break
+		}
+		ch, region := chIDs[e.Channel], regIDs[e.Region]
+		if ch >= idOverLimit || region >= idOverLimit {
+			break
+		}
+		h := hs[i]
+		b := &buckets[uint64(ch)&chMask|h&hMask]
+		n := b.n
+		if n >= len(b.items) {
+			break
+		}
+		// Field by field: a composite literal is built on the stack and
+		// copied with loads that stall on store forwarding.
+		it := &b.items[n]
+		it.hash, it.ts, it.m, it.ch, it.region, it.idx, it.kind = h, ts, minuteOf(ts), ch, region, 0, e.Kind
+		b.n = n + 1
+		latest = max(latest, ts)
+	}
+	g.latest = latest
+	return i
+}
+
+// stage returns the next free item of shard s's bucket, growing the
+// bucket if it is full.
+func (w *Writer) stage(s uint64) *item {
+	b := &w.buckets[s]
+	if b.n == len(b.items) {
+		items := make([]item, max(2*len(b.items), 64))
+		copy(items, b.items)
+		b.items = items
+	}
+	b.n++
+	return &b.items[b.n-1]
+}
+
+// pseudonyms returns the pseudonyms of devs in w.hashes: one batch of
+// keyed hashes, several side by side, rather than one dependent chain of
+// AES rounds per event. Rejected events' devices are hashed too, which
+// changes nothing.
 func (w *Writer) pseudonyms(devs [][]byte) []uint64 {
-	w.devices = devs
 	if cap(w.hashes) < len(devs) {
 		w.hashes = make([]uint64, len(devs))
 	}
 	hs := w.hashes[:len(devs)]
 	w.a.pseudonym.HashIDs(hs, devs)
-	clear(devs)
 	return hs
 }
 
@@ -341,12 +445,13 @@ func (w *Writer) keyedTo(firstOpen int64) int64 {
 func (w *Writer) commit(c *window, rej *event.Rejections, pos uint64, at bool) int {
 	a := w.a
 	accepted := 0
-	for i, b := range w.buckets {
-		if len(b) == 0 {
+	for i := range w.buckets {
+		b := &w.buckets[i]
+		if b.n == 0 {
 			continue
 		}
-		accepted += a.shards[i].ingest(b, rej)
-		w.buckets[i] = b[:0]
+		accepted += a.shards[i].ingest(b.items[:b.n], rej)
+		b.n = 0
 	}
 	a.stats.accepted.Add(uint64(accepted))
 	if c.latest > 0 {
@@ -406,6 +511,31 @@ func nameWords(name []byte) (w0, w1 uint64) {
 	return 0, 0
 }
 
+// known returns the id of name if this Writer's caches have it (cache is
+// w.channels or w.regions, which 0 or 1 in w.names), or idUnresolved. It
+// registers nothing.
+func (w *Writer) known(cache map[string]uint32, name []byte, which int) uint32 {
+	if len(name) == 0 {
+		return 0
+	}
+	if len(name) <= 16 {
+		w0, w1 := nameWords(name)
+		e := &w.names[which][nameSlot(name, w0, w1)]
+		if e.w0 == w0 && e.w1 == w1 && e.n == uint32(len(name)) {
+			return e.id
+		}
+	}
+	if id, ok := cache[string(name)]; ok {
+		return id
+	}
+	return idUnresolved
+}
+
+// nameSlot returns the nameCache slot of name, whose nameWords are w0, w1.
+func nameSlot(name []byte, w0, w1 uint64) uint64 {
+	return (w0 ^ bits.RotateLeft64(w1, 29) ^ uint64(len(name))) * 0x9E3779B97F4A7C15 >> (64 - nameCacheBits)
+}
+
 // internCached is intern behind the nameCache (which is 0 for channels,
 // 1 for regions).
 func (w *Writer) internCached(cache map[string]uint32, n *names, name []byte, which int) (uint32, bool) {
@@ -416,8 +546,7 @@ func (w *Writer) internCached(cache map[string]uint32, n *names, name []byte, wh
 		return w.intern(cache, n, name)
 	}
 	w0, w1 := nameWords(name)
-	x := (w0 ^ bits.RotateLeft64(w1, 29) ^ uint64(len(name))) * 0x9E3779B97F4A7C15
-	e := &w.names[which][x>>(64-nameCacheBits)]
+	e := &w.names[which][nameSlot(name, w0, w1)]
 	if e.w0 == w0 && e.w1 == w1 && e.n == uint32(len(name)) {
 		return e.id, true
 	}

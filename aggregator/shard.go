@@ -43,9 +43,14 @@ type shard struct {
 	// applyCreditsLocked, which runs before the lock is released.
 	crediting bool
 	pending   []pendingCredit
-	// sink takes the loads of ingest's first pass (see ingest), so that
-	// they are not optimized away.
+	// sink takes the loads of ingest's first passes (see
+	// ingestEventsLocked), so that they are not optimized away.
 	sink uint64
+	// Scratch of ingestEventsLocked: the minute-tier hashes of the items
+	// it counts, the indexes of its fresh items and their hour-tier hashes.
+	mh, hh []uint64
+	fresh  []int32
+	runs   []minuteRun
 
 	// viewing counts devices currently on each (channel, region) cell, for
 	// the "now" figures: key is cellKey(ch, region).
@@ -195,183 +200,367 @@ func (hp *hourPartial) addLocked(a *Aggregator, pid uint64, ch uint32) {
 
 // ingest applies items (all hashed onto this shard) and returns how many it
 // accepted.
-//
-// It goes over the items twice. The first pass computes what each needs
-// from its own fields (in the Events model, its hash under the minute's
-// key) and loads, without using them, the table slots the second pass will
-// probe: those loads do not depend on each other, so the processor has
-// many cache misses in flight at once instead of one per event (the
-// tables of a minute are megabytes, probed at random). The second pass
-// applies the items in order, as before.
 func (s *shard) ingest(items []item, rej *event.Rejections) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.a.cfg.Model == Events {
-		s.prepareEventsLocked(items)
-	} else {
-		s.prepareTuningLocked(items)
-		// Minutes an item completes are credited in batches too
-		// (applyCreditsLocked), before the lock is released.
-		s.crediting = true
-		defer func() {
-			s.applyCreditsLocked()
-			s.crediting = false
-		}()
+		return s.ingestEventsLocked(items, rej)
 	}
+	return s.ingestTuningLocked(items, rej)
+}
+
+// rejectLateLocked counts an item whose minute the sealer took between the
+// writer's pre-check and the shard's lock.
+func (s *shard) rejectLateLocked(rej *event.Rejections) {
+	s.a.stats.rejected[event.Late].Add(1)
+	if rej != nil {
+		rej.Count[event.Late]++
+		if rej.First == nil {
+			rej.First = &event.Error{Reason: event.Late, Detail: "minute is already sealed"}
+		}
+	}
+}
+
+// ingestTuningLocked is ingest in the Tuning model. A first pass loads
+// each item's slots of the device index and its entry, without using them
+// (prepareTuningLocked): those loads do not depend on each other, so the
+// processor has many cache misses in flight at once instead of one per
+// event. The items are then applied in order.
+func (s *shard) ingestTuningLocked(items []item, rej *event.Rejections) int {
+	s.prepareTuningLocked(items)
+	// Minutes an item completes are credited in batches too
+	// (applyCreditsLocked), before the lock is released.
+	s.crediting = true
+	defer func() {
+		s.applyCreditsLocked()
+		s.crediting = false
+	}()
 	accepted := 0
 	var p *partial
 	for i := range items {
 		it := &items[i]
 		m := it.m
 		if m < s.nextSeal {
-			// The sealer took this minute between the writer's pre-check
-			// and now.
-			s.a.stats.rejected[event.Late].Add(1)
-			if rej != nil {
-				rej.Count[event.Late]++
-				if rej.First == nil {
-					rej.First = &event.Error{Reason: event.Late, Detail: "minute is already sealed"}
-				}
-			}
+			s.rejectLateLocked(rej)
 			continue
 		}
 		accepted++
-		// p is the partial of the item's minute once one is needed, kept
-		// for the next items of that minute (partials are neither moved
-		// nor removed while the lock is held).
 		if it.kind == event.Tune {
+			// p is kept for the next items of its minute (partials are
+			// neither moved nor removed while the lock is held).
 			if p == nil || p.minute != m {
 				p = s.partialLocked(m)
 			}
 			p.zaps.add(it.region, 1)
 		}
-		if s.a.cfg.Model == Tuning {
-			s.applyLocked(it)
-		} else if it.kind != event.Standby && it.ch != 0 {
-			// The whole Events model: the device counts in its
-			// event's (channel, minute).
-			if p == nil || p.minute != m {
-				p = s.partialLocked(m)
-			}
-			p.countLocked(s.a, it)
-		}
+		s.applyLocked(it)
 	}
 	return accepted
 }
 
-// prepareEventsLocked is ingest's first pass in the Events model, in
-// loops whose iterations do not depend on each other: it sets each counted
-// item's mh, touches its slot of pairs (or of an exact channel counter),
-// then adds the item's (cell, device) pair (in item order, as the second
-// pass would: the first of two equal pairs is the new one), and for a new
-// pair computes hh and touches the cell's count and the exact channel and
-// hour sets that countLocked will probe. It opens the partials the second
-// pass would open, no others.
+// ingestEventsLocked is ingest in the Events model: every tune, heartbeat
+// and zap counts its device in its (channel, minute), its region cell and
+// its hour. It works in passes whose iterations do not depend on each
+// other, so that the processor overlaps their cache misses (a minute's
+// tables are megabytes, probed at random) and the keyed hashes run side by
+// side (sketch.Key.HashUint64s, 8 at a time):
 //
-// The keyed hashes (mh, and hh of new pairs) are computed in batches
-// (sketch.Key.HashUint64s) of up to len(hs) items under one key, gathered
-// in hs with their indexes in at: several side by side cost about what
-// one does.
-func (s *shard) prepareEventsLocked(items []item) {
-	var hs [64]uint64
-	var at [64]int32
-	var key *sketch.Key
-	var pm *partial // the partial of the last item's minute
-	n := 0
-	for i := 0; ; i++ {
-		var k *sketch.Key
-		if i < len(items) {
-			it := &items[i]
-			m := it.m
-			if m < s.nextSeal || it.kind == event.Standby || it.ch == 0 {
-				continue
-			}
-			if pm == nil || pm.minute != m {
-				pm = s.partialLocked(m)
-			}
-			k = pm.key
-			it.pair = pairUnknown
-			if it.region != 0 {
-				it.pair = pairToAdd
-			}
-		}
-		if n > 0 && (k != key || n == len(hs)) {
-			key.HashUint64s(hs[:n], hs[:n])
-			for j, h := range hs[:n] {
-				items[at[j]].mh = h
-			}
-			n = 0
-		}
-		if i == len(items) {
-			break
-		}
-		key, hs[n], at[n] = k, items[i].hash, int32(i)
-		n++
+//  1. late items are rejected, tunes counted by region, and the items to
+//     count kept in order at the front of items, their pseudonyms in
+//     s.mh, then hashed there in place under their minute's key;
+//  2. the table slots pass 3 probes are loaded, without using them;
+//  3. each (cell, device) pair is added to the minute's pairs: a pair
+//     already there (a repeat heartbeat, a zap back) only counts a credit;
+//     the others are kept in s.fresh;
+//  4. the fresh items' pseudonyms are hashed under their hour's key, and
+//     their counters' slots loaded;
+//  5. the fresh items are counted (countFreshLocked).
+//
+// An item with no region has no pair: pass 3 adds it to its channel's
+// counter instead, and it is fresh if the counter cannot tell that it held
+// the device already.
+//
+// Invariant: a (cell, device) pair is in pairs only if the device is also
+// in the channel's counter, the total and the hour partial (all are added
+// together the first time), so a pair seen again changes no sketch.
+// Likewise an exact channel counter that already holds the device of an
+// item (with no region, or of a new pair: seen in another region) skips the
+// total and the hour; past denseAbove the counter cannot tell, and
+// everything is added. After a restore onto more shards, pairs may be in a
+// shard that does not hold the channel's counters: they are then in the
+// writer's shard, and the sealer unions a channel's counters and hour
+// partials across shards, so the skip changes no figure there either.
+func (s *shard) ingestEventsLocked(items []item, rej *event.Rejections) int {
+	items, accepted := s.keepLocked(items, rej)
+	if len(items) == 0 {
+		return accepted
 	}
+	// The passes' inner loops take one minute's run of items (see
+	// minuteRun) and call nothing, so that the compiler keeps their
+	// variables in registers: a call anywhere in a loop makes it spill
+	// them on every iteration.
+	mh, prec := s.mh, s.a.cfg.Precision
 	var sink uint64
-	prec := s.a.cfg.Precision
-	p := s.last
-	for i := range items {
-		it := &items[i]
-		if it.pair == pairNone {
-			continue
-		}
-		if m := it.m; p == nil || p.minute != m {
-			p = s.openLocked(m)
-		}
-		if it.pair == pairToAdd {
-			sink += p.pairs.peek(pairKey(it.mh, it.ch, it.region))
-		} else if int(it.ch) < len(p.chans) {
-			sink += p.chans[it.ch].peek(prec, it.mh)
-		}
+	from := 0
+	for _, r := range s.runs {
+		sink += peekRun(items[from:r.end], mh[from:r.end], r.p, prec)
+		from = r.end
 	}
-	for i := 0; ; i++ {
-		var k *sketch.Key
-		if i < len(items) {
-			it := &items[i]
-			if it.pair != pairToAdd {
-				continue
-			}
-			if m := it.m; p == nil || p.minute != m {
-				p = s.openLocked(m)
-			}
-			if !p.pairs.add(pairKey(it.mh, it.ch, it.region)) {
-				it.pair = pairSeen
-				continue
-			}
-			it.pair = pairNew
-			k = p.hour.key
-		}
-		if n > 0 && (k != key || n == len(hs)) {
-			key.HashUint64s(hs[:n], hs[:n])
-			for j, h := range hs[:n] {
-				items[at[j]].hh = h
-			}
-			n = 0
+	s.sink += sink
+	fresh := s.fresh[:0]
+	from = 0
+	for _, r := range s.runs {
+		fresh = s.addPairsLocked(fresh, items, mh, from, r)
+		from = r.end
+	}
+	s.fresh = fresh
+	if len(fresh) > 0 {
+		s.countFreshLocked(items, mh, fresh)
+	}
+	return accepted
+}
+
+// minuteRun is a run of consecutive items to count of one minute (of
+// partial p), up to index end (excluded) of the kept items: ingest's
+// passes take a run at a time, with its partial at hand.
+type minuteRun struct {
+	p   *partial
+	end int
+}
+
+// keepLocked is pass 1 of ingestEventsLocked: it returns the items to count
+// (at the front of items) with their minute-tier hashes in s.mh and their
+// minute's runs in s.runs, and the number of items accepted.
+func (s *shard) keepLocked(items []item, rej *event.Rejections) (_ []item, accepted int) {
+	mh := s.mh[:0]
+	if cap(mh) < len(items) {
+		mh = make([]uint64, 0, len(items))
+	}
+	mh = mh[:len(items)]
+	runs := s.runs[:0]
+	var p *partial
+	i, kept := 0, 0
+	for {
+		if p != nil {
+			i, kept = keepRun(items, mh, i, kept, p)
 		}
 		if i == len(items) {
 			break
 		}
-		key, hs[n], at[n] = k, items[i].hash, int32(i)
-		n++
-	}
-	for i := range items {
+		// An item keepRun cannot take: late, of another minute, a standby,
+		// or a tune whose region is new to the minute's zaps.
 		it := &items[i]
-		if it.pair != pairNew {
+		i++
+		m := it.m
+		if m < s.nextSeal {
+			s.rejectLateLocked(rej)
 			continue
 		}
-		if m := it.m; p == nil || p.minute != m {
-			p = s.openLocked(m)
+		counted := it.kind != event.Standby && it.ch != 0
+		if !counted {
+			accepted++ // the kept are counted at the end
+			if it.kind != event.Tune {
+				continue
+			}
 		}
-		sink += p.cells.peek(cellKey(it.ch, it.region)) + p.total.peek(prec, it.mh)
-		if int(it.ch) < len(p.chans) {
-			sink += p.chans[it.ch].peek(prec, it.mh)
+		if p == nil || p.minute != m {
+			if p != nil {
+				runs = append(runs, minuteRun{p, kept})
+			}
+			p = s.partialLocked(m)
+		}
+		if it.kind == event.Tune {
+			p.zaps.add(it.region, 1)
+		}
+		if counted {
+			items[kept] = *it
+			mh[kept] = it.hash
+			kept++
+		}
+	}
+	if p != nil {
+		runs = append(runs, minuteRun{p, kept})
+	}
+	accepted += kept
+	from := 0
+	for _, r := range runs {
+		r.p.key.HashUint64s(mh[from:r.end], mh[from:r.end])
+		from = r.end
+	}
+	s.mh, s.runs = mh[:kept], runs
+	return items[:kept], accepted
+}
+
+// keepRun is keepLocked's inner loop: from items[i], while they are tunes
+// or heartbeats of p's minute (not late: p is open) whose region p.zaps
+// counts already, it counts tunes in p.zaps and keeps the items at
+// items[kept], their pseudonyms at mh[kept]. It returns the next i and
+// kept.
+func keepRun(items []item, mh []uint64, i, kept int, p *partial) (int, int) {
+	m, zaps := p.minute, p.zaps
+	for ; i < len(items); i++ {
+		it := &items[i]
+		if it.m != m || it.ch == 0 || it.kind == event.Standby {
+			break
+		}
+		if it.kind == event.Tune {
+			if int(it.region) >= len(zaps) {
+				break
+			}
+			zaps[it.region]++
+		}
+		if kept != i {
+			items[kept] = *it
+		}
+		mh[kept] = it.hash
+		kept++
+	}
+	return i, kept
+}
+
+// peekRun is pass 2 of ingestEventsLocked over one minute's run: it loads
+// the slots that addPairsLocked will probe first, without using them.
+func peekRun(items []item, mh []uint64, p *partial, prec uint8) (sink uint64) {
+	mh = mh[:len(items)]
+	for i := range items {
+		it := &items[i]
+		if it.region != 0 {
+			sink += p.pairs.peek(pairKey(mh[i], it.ch, it.region))
+		} else if int(it.ch) < len(p.chans) {
+			sink += p.chans[it.ch].peek(prec, mh[i])
+		}
+	}
+	return sink
+}
+
+// addPairsLocked is pass 3 of ingestEventsLocked over run r, the items from
+// index from: it adds each item's (cell, device) pair, or with no region
+// its device to its channel's counter, counts a credit for those already
+// there and appends the indexes of the others to fresh.
+func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from int, r minuteRun) []int32 {
+	p, prec := r.p, s.a.cfg.Precision
+	for i := from; i < r.end; i++ {
+		i = seenRun(items[:r.end], mh, i, p)
+		if i == r.end {
+			break
+		}
+		// An item seenRun cannot take: its pair is new, or it has no
+		// region, or its channel has no counter yet.
+		it := &items[i]
+		if it.region == 0 {
+			// No pair: the channel's counter tells whether the device is
+			// new (pass 5 counts it in the total and the hour).
+			if p.chanLocked(it.ch).addKnown(prec, mh[i]) {
+				p.total.credits++
+				continue
+			}
+		} else if !p.pairs.add(pairKey(mh[i], it.ch, it.region)) {
+			// Restored pairs only: see ingestEventsLocked.
+			p.chanLocked(it.ch).credits++
+			p.total.credits++
+			continue
+		}
+		fresh = append(fresh, int32(i))
+	}
+	return fresh
+}
+
+// seenRun is addPairsLocked's inner loop: from items[i], while their
+// (cell, device) pairs are already in p.pairs and their channels have a
+// counter, it counts their credits. It returns the index of the first item
+// it did not take.
+func seenRun(items []item, mh []uint64, i int, p *partial) int {
+	slots, chans := p.pairs.slots, p.chans
+	if len(slots) == 0 {
+		return i
+	}
+	mask := uint64(len(slots) - 1)
+	credits := uint32(0)
+	for ; i < len(items); i++ {
+		it := &items[i]
+		if it.region == 0 || int(it.ch) >= len(chans) {
+			break
+		}
+		k := pairKey(mh[i], it.ch, it.region)
+		if k == 0 {
+			k = 1 // as hashSet.add stores it
+		}
+		j := (k >> 16) & mask
+		for slots[j] != k {
+			if slots[j] == 0 {
+				p.total.credits += credits
+				return i
+			}
+			j = (j + 1) & mask
+		}
+		chans[it.ch].credits++
+		credits++
+	}
+	p.total.credits += credits
+	return i
+}
+
+// countFreshLocked is passes 4 and 5 of ingestEventsLocked: it counts
+// items[fresh[j]], whose minute-tier hashes are in mh, in their cell,
+// channel, total and hour. fresh is ascending, as the runs of s.runs.
+func (s *shard) countFreshLocked(items []item, mh []uint64, fresh []int32) {
+	hh := s.hh[:0]
+	if cap(hh) < len(fresh) {
+		hh = make([]uint64, 0, len(fresh))
+	}
+	for _, i := range fresh {
+		hh = append(hh, items[i].hash)
+	}
+	// The runs' hours, hashed under the hour's key: fresh[from:to] are
+	// the items of run r.
+	from := 0
+	for _, r := range s.runs {
+		to := from
+		for to < len(fresh) && int(fresh[to]) < r.end {
+			to++
+		}
+		r.p.hour.key.HashUint64s(hh[from:to], hh[from:to])
+		from = to
+	}
+	s.hh = hh
+
+	prec := s.a.cfg.Precision
+	var sink uint64
+	r := 0 // the run of fresh[j]
+	for j, i := range fresh {
+		for int(i) >= s.runs[r].end {
+			r++
+		}
+		it, p := &items[i], s.runs[r].p
+		sink += p.total.peek(prec, mh[i])
+		if it.region != 0 {
+			sink += p.cells.peek(cellKey(it.ch, it.region))
+			if int(it.ch) < len(p.chans) {
+				sink += p.chans[it.ch].peek(prec, mh[i])
+			}
 		}
 		if int(it.ch) < len(p.hour.chans) {
-			sink += p.hour.chans[it.ch].peek(prec, it.hh)
+			sink += p.hour.chans[it.ch].peek(prec, hh[j])
 		}
 	}
 	s.sink += sink
+
+	r = 0
+	for j, i := range fresh {
+		for int(i) >= s.runs[r].end {
+			r++
+		}
+		it, p := &items[i], s.runs[r].p
+		if it.region != 0 {
+			p.cells.add(cellKey(it.ch, it.region), 1)
+			if p.chanLocked(it.ch).addKnown(prec, mh[i]) {
+				p.total.credits++
+				continue
+			}
+		}
+		p.total.add(prec, mh[i])
+		growChans(&p.hour.chans, it.ch).mark(prec, hh[j])
+	}
 }
 
 // pairKey is the key in partial.pairs of a device of minute-tier hash h in
@@ -379,16 +568,6 @@ func (s *shard) prepareEventsLocked(items []item) {
 func pairKey(h uint64, ch, region uint32) uint64 {
 	return h ^ (cellKey(ch, region) * 0x9E3779B97F4A7C15)
 }
-
-// item.pair: what ingest's first pass did about the item's (cell, device)
-// pair (Events model).
-const (
-	pairNone    = iota // not counted (or not yet prepared)
-	pairUnknown        // counted, with no region: no pair
-	pairToAdd          // counted in a region; the pair is not added yet
-	pairNew            // the pair was added: new in this minute
-	pairSeen           // the pair was already there
-)
 
 // prepareTuningLocked is ingest's first pass in the Tuning model: it
 // loads each item's slot of the device index, then finds each known
@@ -421,57 +600,6 @@ func (s *shard) openLocked(m int64) *partial {
 		}
 	}
 	return nil
-}
-
-// countLocked counts the device of item it (pseudonym it.hash, minute-tier
-// hash it.mh) on its channel (in its region) in this minute and in its
-// hour (Events model), doing only the work that can change something.
-// Invariant: a (cell, device) pair is in pairs, or a device in an exact
-// channel counter, only if the device is also in the channel's counter,
-// the total and the hour partial (all three are added together the first
-// time). So a device seen again in the same cell of the minute (a repeat
-// heartbeat, a zap back) costs one keyed hash and one probe of pairs, and
-// only counts credits, as add would: the channel's hour is skipped (its
-// keyed hash too), and so are the total and the channel's registers. A
-// new pair, or an event with no region, whose device an exact channel
-// counter already holds (seen in another region) skips the total and the
-// hour likewise; past denseAbove the counter cannot tell, and everything
-// is added.
-//
-// After a restore onto more shards, pairs may be in a shard that does not
-// hold the channel's counters: they are then in the writer's shard, and
-// the sealer unions a channel's counters and hour partials across shards,
-// so the skip changes no figure there either.
-//
-// ingest's first pass has added the pair (it.pair says whether it was
-// new) and computed it.hh, the hour-tier hash, for a new pair.
-func (p *partial) countLocked(a *Aggregator, it *item) {
-	ch, h := it.ch, it.mh
-	c := p.chanLocked(ch)
-	if it.region != 0 {
-		if it.pair == pairToAdd { // not prepared (no caller does this)
-			it.pair = pairSeen
-			if p.pairs.add(pairKey(h, ch, it.region)) {
-				it.pair, it.hh = pairNew, p.hour.key.HashUint64(it.hash)
-			}
-		}
-		if it.pair != pairNew {
-			c.credits++
-			p.total.credits++
-			return
-		}
-		p.cells.add(cellKey(ch, it.region), 1)
-	}
-	if c.addKnown(a.cfg.Precision, h) {
-		p.total.credits++
-		return
-	}
-	p.total.add(a.cfg.Precision, h)
-	hh := it.hh
-	if it.pair != pairNew {
-		hh = p.hour.key.HashUint64(it.hash)
-	}
-	growChans(&p.hour.chans, ch).mark(a.cfg.Precision, hh)
 }
 
 // takeLocked removes and returns the partial of minute m (nil if none), and

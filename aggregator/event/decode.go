@@ -30,8 +30,8 @@ type Decoder struct {
 	text     []byte      // unescaped JSON strings
 	channels []dictEntry // the frame's channel dictionary
 	regions  []dictEntry // the frame's region dictionary
-	recs     []FrameEvent
-	discard  Rejections // counts rejections when the caller passes none
+	recs     Frame       // Decode of a frame: its events as DecodeFrame gives them
+	discard  Rejections  // counts rejections when the caller passes none
 
 	// The last JSON syntax error: a constant description and its offset, so
 	// that a failing scan allocates nothing until it is reported.
@@ -96,16 +96,18 @@ func (d *Decoder) Decode(dst []Event, msg []byte, rej *Rejections) []Event {
 		return dst
 	}
 	if IsFrame(msg) {
-		d.recs = d.decodeFrame(d.recs[:0], msg, rej)
-		dst = slices.Grow(dst, len(d.recs))
-		for i := range d.recs {
-			r := &d.recs[i]
+		f := &d.recs
+		f.Events, f.Devices = f.Events[:0], f.Devices[:0]
+		d.decodeFrame(f, msg, rej)
+		dst = slices.Grow(dst, len(f.Events))
+		for i := range f.Events {
+			r := &f.Events[i]
 			n := len(dst)
 			dst = dst[:n+1]
 			e := &dst[n]
-			e.Device, e.Channel, e.Region, e.TS, e.Kind = r.Device, d.channels[r.Channel].name, d.regions[r.Region].name, r.TS, r.Kind
+			e.Device, e.Channel, e.Region, e.TS, e.Kind = f.Devices[i], d.channels[r.Channel].name, d.regions[r.Region].name, r.TS, r.Kind
 		}
-		clear(d.recs) // no references into msg
+		clear(f.Devices) // no references into msg
 		return dst
 	}
 	i := skipSpace(msg, 0)
@@ -127,21 +129,24 @@ func (d *Decoder) Decode(dst []Event, msg []byte, rej *Rejections) []Event {
 
 // FrameEvent is an event of a binary frame as the frame holds it: its
 // channel and region are indexes into the frame's dictionaries
-// (Frame.Channels, Frame.Regions).
+// (Frame.Channels, Frame.Regions), and its device is in Frame.Devices, at
+// the event's index.
 type FrameEvent struct {
 	TS              int64 // Unix ms
-	Device          []byte
 	Channel, Region uint32
 	Kind            Kind
 }
 
 // Frame is a binary frame as DecodeFrame decodes it: every name once, and
 // events that refer to them by index. A consumer that resolves each name
-// once per frame rather than once per event saves a lookup per event.
+// once per frame rather than once per event saves a lookup per event. The
+// devices are a slice of their own, which a consumer can hash in one batch
+// (sketch.Key.HashIDs) without gathering them.
 type Frame struct {
 	Channels [][]byte // the channel dictionary; a name may be empty (standby events)
 	Regions  [][]byte // the region dictionary; a name may be empty (no region)
 	Events   []FrameEvent
+	Devices  [][]byte // Devices[i] is the device of Events[i]
 }
 
 // DecodeFrame decodes msg into f, as Decode would, if msg is a binary
@@ -159,11 +164,11 @@ func (d *Decoder) DecodeFrame(f *Frame, msg []byte, rej *Rejections) bool {
 	if rej == nil {
 		rej = &d.discard
 	}
-	f.Events, f.Channels, f.Regions = f.Events[:0], f.Channels[:0], f.Regions[:0]
+	f.Events, f.Devices, f.Channels, f.Regions = f.Events[:0], f.Devices[:0], f.Channels[:0], f.Regions[:0]
 	if d.tooLarge(msg, rej) {
 		return true
 	}
-	f.Events = d.decodeFrame(f.Events, msg, rej)
+	d.decodeFrame(f, msg, rej)
 	for _, e := range d.channels {
 		f.Channels = append(f.Channels, e.name)
 	}

@@ -56,40 +56,41 @@ type dictEntry struct {
 const allKinds = 1<<Tune | 1<<Heartbeat | 1<<Standby
 
 // decodeFrame decodes the binary frame msg (IsFrame(msg) holds): its
-// records to dst, its dictionaries to d.channels and d.regions.
-func (d *Decoder) decodeFrame(dst []FrameEvent, msg []byte, rej *Rejections) []FrameEvent {
+// records to f.Events and f.Devices (appended), its dictionaries to
+// d.channels and d.regions.
+func (d *Decoder) decodeFrame(f *Frame, msg []byte, rej *Rejections) {
 	d.channels, d.regions = d.channels[:0], d.regions[:0]
 	if len(msg) < len(frameMagic)+3 {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "frame header is truncated: %d bytes", len(msg))
 		}
-		return dst
+		return
 	}
 	if v := msg[4]; v != frameVersion {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "frame version %d is not supported (want %d)", v, frameVersion)
 		}
-		return dst
+		return
 	}
 	flags := msg[5]
 	if flags&^flagS2 != 0 {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "frame flags 0x%02x have unknown bits", flags)
 		}
-		return dst
+		return
 	}
 	count, n := binary.Uvarint(msg[6:])
 	if n <= 0 {
 		if rej.add(Malformed, 1) {
 			rej.First = &Error{Malformed, "frame header: bad event count varint at offset 6"}
 		}
-		return dst
+		return
 	}
 	if max := d.maxBatchEvents(); count > uint64(max) {
 		if rej.add(TooLarge, 1) {
 			rej.First = errorf(TooLarge, "frame claims %d events, max %d", count, max)
 		}
-		return dst
+		return
 	}
 	hdr := 6 + n
 	body := msg[hdr:]
@@ -99,53 +100,58 @@ func (d *Decoder) decodeFrame(dst []FrameEvent, msg []byte, rej *Rejections) []F
 			if rej.add(Malformed, 1) {
 				rej.First = errorf(Malformed, "frame S2 body: %v", err)
 			}
-			return dst
+			return
 		}
 		if max := d.maxBodyBytes(); size > max {
 			if rej.add(TooLarge, 1) {
 				rej.First = errorf(TooLarge, "frame S2 body decodes to %d bytes, max %d", size, max)
 			}
-			return dst
+			return
 		}
 		out, err := s2.Decode(d.body, body)
 		if err != nil {
 			if rej.add(Malformed, 1) {
 				rej.First = errorf(Malformed, "frame S2 body: %v", err)
 			}
-			return dst
+			return
 		}
 		d.body, body = out, out
 	}
-	return d.decodeBody(dst, body, int(count), hdr, rej)
+	d.decodeBody(f, body, int(count), hdr, rej)
 }
 
 // decodeBody decodes the records of a frame body; hdr is the header length,
 // so that offsets in errors count bytes of the uncompressed frame.
-func (d *Decoder) decodeBody(dst []FrameEvent, p []byte, count, hdr int, rej *Rejections) []FrameEvent {
+func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections) {
 	start := len(p) + hdr // offset of a position: start - len(rest)
 	base, n := binary.Uvarint(p)
 	if n <= 0 || base > maxTS {
-		return rejectRest(dst, rej, count, len(p), start-len(p), "base ts is truncated or out of range")
+		rejectRest(rej, count, len(p), start-len(p), "base ts is truncated or out of range")
+		return
 	}
 	p = p[n:]
 	var what string
 	if d.channels, p, what = readDict(d.channels[:0], p, count, MaxChannelLen, 1<<Standby); what != "" {
-		return rejectRest(dst, rej, count, len(p), start-len(p), "channel dictionary: "+what)
+		rejectRest(rej, count, len(p), start-len(p), "channel dictionary: "+what)
+		return
 	}
 	if d.regions, p, what = readDict(d.regions[:0], p, count, MaxRegionLen, allKinds); what != "" {
-		return rejectRest(dst, rej, count, len(p), start-len(p), "region dictionary: "+what)
+		rejectRest(rej, count, len(p), start-len(p), "region dictionary: "+what)
+		return
 	}
-	dst = slices.Grow(dst, min(count, len(p)/minRecordLen))
+	room := min(count, len(p)/minRecordLen)
+	f.Events, f.Devices = slices.Grow(f.Events, room), slices.Grow(f.Devices, room)
 	for k := 0; k < count; k++ {
 		// Records go through the fast loop; one it cannot take (a long
 		// varint, a rejection, truncation) is decoded here, and the fast loop
 		// resumes after it.
-		if dst, p, k = fastRecords(dst, p, k, count, d.channels, d.regions, int64(base)); k == count {
+		if p, k = fastRecords(f, p, k, count, d.channels, d.regions, int64(base)); k == count {
 			break
 		}
 		var ok bool
-		if dst, p, ok = d.record(dst, p, k, start-len(p), int64(base), rej); !ok {
-			return rejectRest(dst, rej, count-k, len(p), start-len(p), "record is truncated")
+		if p, ok = d.record(f, p, k, start-len(p), int64(base), rej); !ok {
+			rejectRest(rej, count-k, len(p), start-len(p), "record is truncated")
+			return
 		}
 	}
 	if len(p) > 0 {
@@ -153,7 +159,6 @@ func (d *Decoder) decodeBody(dst []FrameEvent, p []byte, count, hdr int, rej *Re
 			rej.First = errorf(Malformed, "frame has %d bytes after its %d records", len(p), count)
 		}
 	}
-	return dst
 }
 
 // fastRecords decodes records k.. of a frame body while they are valid and
@@ -161,8 +166,11 @@ func (d *Decoder) decodeBody(dst []FrameEvent, p []byte, count, hdr int, rej *Re
 // index one), and returns at the first record that is not, or at count. It
 // keeps few variables live so that they stay in registers: one loop with the
 // rejection paths spilled them and cost twice as much. The caller
-// guarantees cap(dst)-len(dst) >= len(p)/minRecordLen.
-func fastRecords(dst []FrameEvent, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]FrameEvent, []byte, int) {
+// guarantees room for len(p)/minRecordLen more events in f.Events and
+// f.Devices (their capacity), which are equally long.
+func fastRecords(f *Frame, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]byte, int) {
+	n := len(f.Events) // the next event's index
+	evs, devs := f.Events[:cap(f.Events)], f.Devices[:cap(f.Devices)]
 	i := 0 // offset of record k in p
 	for ; k < count && len(p)-i >= minRecordLen; k++ {
 		r := p[i:]
@@ -194,30 +202,34 @@ func fastRecords(dst []FrameEvent, p []byte, k, count int, channels, regions []d
 		if uint(devLen-1) >= MaxDeviceLen || (channels[ci].kinds&regions[ri].kinds)>>kind&1 == 0 || uint64(ts-1) >= maxTS {
 			break
 		}
+		if n >= len(evs) || n >= len(devs) {
+			break // cannot happen (see above)
+		}
 		// Field by field: a composite literal is built on the stack and
 		// copied with 16-byte loads that stall on store forwarding.
-		n := len(dst)
-		dst = dst[:n+1]
-		e := &dst[n]
-		e.Device, e.Channel, e.Region, e.TS, e.Kind = r[j:j+devLen:j+devLen], uint32(ci), uint32(ri), ts, Kind(kind)
+		e := &evs[n]
+		e.Channel, e.Region, e.TS, e.Kind = uint32(ci), uint32(ri), ts, Kind(kind)
+		devs[n] = r[j : j+devLen : j+devLen]
+		n++
 		i += j + devLen
 	}
-	return dst, p[i:], k
+	f.Events, f.Devices = evs[:n], devs[:n]
+	return p[i:], k
 }
 
 // record decodes record k at p[0:] (offset off in the frame) with every
-// check, appending its event to dst or counting its rejection. ok is false
+// check, appending its event to f or counting its rejection. ok is false
 // if the record is truncated.
-func (d *Decoder) record(dst []FrameEvent, p []byte, k, off int, base int64, rej *Rejections) (_ []FrameEvent, _ []byte, ok bool) {
+func (d *Decoder) record(f *Frame, p []byte, k, off int, base int64, rej *Rejections) (_ []byte, ok bool) {
 	if len(p) < minRecordLen {
-		return dst, p, false
+		return p, false
 	}
 	kind, devLen := p[0], int(p[1])
 	delta, j := uvarintAt(p, 2)
 	ci, j := uvarintAt(p, j)
 	ri, j := uvarintAt(p, j)
 	if j < 0 || len(p)-j < devLen {
-		return dst, p, false
+		return p, false
 	}
 	dev := p[j : j+devLen : j+devLen]
 	p = p[j+devLen:]
@@ -226,22 +238,24 @@ func (d *Decoder) record(dst []FrameEvent, p []byte, k, off int, base int64, rej
 			rej.First = errorf(Malformed, "record %d at offset %d: channel index %d of %d or region index %d of %d is out of range",
 				k, off, ci, len(d.channels), ri, len(d.regions))
 		}
-		return dst, p, true
+		return p, true
 	}
 	ev := Event{Device: dev, Channel: d.channels[ci].name, Region: d.regions[ri].name, TS: base + unzigzag(delta), Kind: Kind(kind)}
 	if prob := ev.check(); prob != fine {
 		if rej.add(prob.reason(), 1) {
 			rej.First = errorf(prob.reason(), "record %d at offset %d: %s", k, off, ev.explain(prob).Detail)
 		}
-		return dst, p, true
+		return p, true
 	}
-	return append(dst, FrameEvent{TS: ev.TS, Device: dev, Channel: uint32(ci), Region: uint32(ri), Kind: ev.Kind}), p, true
+	f.Events = append(f.Events, FrameEvent{TS: ev.TS, Channel: uint32(ci), Region: uint32(ri), Kind: ev.Kind})
+	f.Devices = append(f.Devices, dev)
+	return p, true
 }
 
 // rejectRest counts the events of a frame that can no longer be read as
 // malformed: the claimed remaining events, but no more than the remaining
 // bytes could hold (a partial record counts as one), and at least one.
-func rejectRest(dst []FrameEvent, rej *Rejections, left, rest, off int, what string) []FrameEvent {
+func rejectRest(rej *Rejections, left, rest, off int, what string) {
 	n := min(left, (rest+minRecordLen-1)/minRecordLen)
 	if n < 1 {
 		n = 1
@@ -249,7 +263,6 @@ func rejectRest(dst []FrameEvent, rej *Rejections, left, rest, off int, what str
 	if rej.add(Malformed, n) {
 		rej.First = errorf(Malformed, "frame at offset %d: %s (%d events lost)", off, what, n)
 	}
-	return dst
 }
 
 // readDict reads a dictionary of at most max names into dict: their count,

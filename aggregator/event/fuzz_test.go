@@ -205,12 +205,15 @@ func checkDecodeFrame(t *testing.T, d *event.Decoder, f *event.Frame, msg []byte
 		frej.First != nil && *frej.First != *rej.First {
 		t.Fatalf("DecodeFrame rejections %v (%v), Decode's %v (%v)", frej.Count, frej.First, rej.Count, rej.First)
 	}
+	if len(f.Devices) != len(f.Events) {
+		t.Fatalf("DecodeFrame gave %d devices for %d events", len(f.Devices), len(f.Events))
+	}
 	got := make([]event.Event, len(f.Events))
 	for i, e := range f.Events {
 		if int(e.Channel) >= len(f.Channels) || int(e.Region) >= len(f.Regions) {
 			t.Fatalf("event %d: channel %d of %d, region %d of %d", i, e.Channel, len(f.Channels), e.Region, len(f.Regions))
 		}
-		got[i] = event.Event{TS: e.TS, Device: e.Device, Channel: f.Channels[e.Channel], Region: f.Regions[e.Region], Kind: e.Kind}
+		got[i] = event.Event{TS: e.TS, Device: f.Devices[i], Channel: f.Channels[e.Channel], Region: f.Regions[e.Region], Kind: e.Kind}
 	}
 	if diff := diffEvents(got, evs); diff != "" {
 		t.Fatalf("DecodeFrame events differ from Decode's: %s", diff)
