@@ -518,17 +518,23 @@ func (w *Writer) known(cache map[string]uint32, name []byte, which int) uint32 {
 	if len(name) == 0 {
 		return 0
 	}
-	if len(name) <= 16 {
-		w0, w1 := nameWords(name)
-		e := &w.names[which][nameSlot(name, w0, w1)]
-		if e.w0 == w0 && e.w1 == w1 && e.n == uint32(len(name)) {
-			return e.id
+	if len(name) > 16 {
+		if id, ok := cache[string(name)]; ok {
+			return id
 		}
+		return idUnresolved
 	}
-	if id, ok := cache[string(name)]; ok {
-		return id
+	w0, w1 := nameWords(name)
+	e := &w.names[which][nameSlot(name, w0, w1)]
+	if e.w0 == w0 && e.w1 == w1 && e.n == uint32(len(name)) {
+		return e.id
 	}
-	return idUnresolved
+	id, ok := cache[string(name)]
+	if !ok {
+		return idUnresolved
+	}
+	*e = nameEntry{w0: w0, w1: w1, n: uint32(len(name)), id: id}
+	return id
 }
 
 // nameSlot returns the nameCache slot of name, whose nameWords are w0, w1.

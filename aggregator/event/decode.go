@@ -26,12 +26,11 @@ type Decoder struct {
 	// are rejected as one too_large. If 0, DefaultMaxBatchEvents (65536).
 	MaxBatchEvents int
 
-	body     []byte      // decompressed S2 frame body
-	text     []byte      // unescaped JSON strings
-	channels []dictEntry // the frame's channel dictionary
-	regions  []dictEntry // the frame's region dictionary
-	recs     Frame       // Decode of a frame: its events as DecodeFrame gives them
-	discard  Rejections  // counts rejections when the caller passes none
+	body    []byte     // decompressed S2 frame body
+	text    []byte     // unescaped JSON strings
+	dict    dictionary // the frame's dictionaries
+	recs    Frame      // Decode of a frame: its events as DecodeFrame gives them
+	discard Rejections // counts rejections when the caller passes none
 
 	// The last JSON syntax error: a constant description and its offset, so
 	// that a failing scan allocates nothing until it is reported.
@@ -105,7 +104,7 @@ func (d *Decoder) Decode(dst []Event, msg []byte, rej *Rejections) []Event {
 			n := len(dst)
 			dst = dst[:n+1]
 			e := &dst[n]
-			e.Device, e.Channel, e.Region, e.TS, e.Kind = f.Devices[i], d.channels[r.Channel].name, d.regions[r.Region].name, r.TS, r.Kind
+			e.Device, e.Channel, e.Region, e.TS, e.Kind = f.Devices[i], d.dict.channel(r.Channel), d.dict.region(r.Region), r.TS, r.Kind
 		}
 		clear(f.Devices) // no references into msg
 		return dst
@@ -156,7 +155,8 @@ type Frame struct {
 // every rejection is counted in rej as Decode counts it; the names of the
 // dictionaries are as the frame holds them, so a name no valid event uses
 // may break the contract. The byte slices alias msg or the Decoder's
-// scratch buffers, as with Decode.
+// scratch buffers, as with Decode, and so do f.Channels and f.Regions
+// themselves: all are valid until the next call.
 func (d *Decoder) DecodeFrame(f *Frame, msg []byte, rej *Rejections) bool {
 	if !IsFrame(msg) {
 		return false
@@ -169,12 +169,7 @@ func (d *Decoder) DecodeFrame(f *Frame, msg []byte, rej *Rejections) bool {
 		return true
 	}
 	d.decodeFrame(f, msg, rej)
-	for _, e := range d.channels {
-		f.Channels = append(f.Channels, e.name)
-	}
-	for _, e := range d.regions {
-		f.Regions = append(f.Regions, e.name)
-	}
+	f.Channels, f.Regions = d.dict.channels(), d.dict.regions()
 	return true
 }
 

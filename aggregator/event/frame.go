@@ -43,23 +43,37 @@ func IsFrame(msg []byte) bool {
 	return len(msg) >= len(frameMagic) && [4]byte(msg[:4]) == frameMagic
 }
 
-// dictEntry is a name of a frame's channel or region dictionary, checked once
-// per frame rather than once per event.
-type dictEntry struct {
-	name []byte
-	// kinds has bit k set if an event of Kind k may carry this name: all three
-	// for a valid name, only Standby for the empty channel, none for a name
-	// that breaks the contract.
-	kinds uint8
+// dictionary is a frame's channel and region dictionaries: the nch channel
+// names, then the region names, each checked once per frame rather than
+// once per event.
+type dictionary struct {
+	names [][]byte
+	// kinds[i] has bit k set if an event of Kind k may carry names[i]: all
+	// three for a valid name, only Standby for the empty channel, none for a
+	// name that breaks the contract.
+	kinds []uint8
+	nch   int
 }
+
+func (d *dictionary) reset() {
+	d.names, d.kinds, d.nch = d.names[:0], d.kinds[:0], 0
+}
+
+// channels returns the channel dictionary, regions the region dictionary.
+func (d *dictionary) channels() [][]byte { return d.names[:d.nch:d.nch] }
+func (d *dictionary) regions() [][]byte  { return d.names[d.nch:len(d.names):len(d.names)] }
+
+// channel returns channel name i, region region name i.
+func (d *dictionary) channel(i uint32) []byte { return d.names[i] }
+func (d *dictionary) region(i uint32) []byte  { return d.names[d.nch+int(i)] }
 
 const allKinds = 1<<Tune | 1<<Heartbeat | 1<<Standby
 
 // decodeFrame decodes the binary frame msg (IsFrame(msg) holds): its
 // records to f.Events and f.Devices (appended), its dictionaries to
-// d.channels and d.regions.
+// d.dict.
 func (d *Decoder) decodeFrame(f *Frame, msg []byte, rej *Rejections) {
-	d.channels, d.regions = d.channels[:0], d.regions[:0]
+	d.dict.reset()
 	if len(msg) < len(frameMagic)+3 {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "frame header is truncated: %d bytes", len(msg))
@@ -131,11 +145,12 @@ func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections
 	}
 	p = p[n:]
 	var what string
-	if d.channels, p, what = readDict(d.channels[:0], p, count, MaxChannelLen, 1<<Standby); what != "" {
+	if p, what = d.dict.read(p, count, MaxChannelLen, 1<<Standby); what != "" {
 		rejectRest(rej, count, len(p), start-len(p), "channel dictionary: "+what)
 		return
 	}
-	if d.regions, p, what = readDict(d.regions[:0], p, count, MaxRegionLen, allKinds); what != "" {
+	d.dict.nch = len(d.dict.names)
+	if p, what = d.dict.read(p, count, MaxRegionLen, allKinds); what != "" {
 		rejectRest(rej, count, len(p), start-len(p), "region dictionary: "+what)
 		return
 	}
@@ -145,7 +160,7 @@ func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections
 		// Records go through the fast loop; one it cannot take (a long
 		// varint, a rejection, truncation) is decoded here, and the fast loop
 		// resumes after it.
-		if p, k = fastRecords(f, p, k, count, d.channels, d.regions, int64(base)); k == count {
+		if p, k = fastRecords(f, p, k, count, d.dict.kinds, d.dict.nch, int64(base)); k == count {
 			break
 		}
 		var ok bool
@@ -168,11 +183,18 @@ func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections
 // rejection paths spilled them and cost twice as much. The caller
 // guarantees room for len(p)/minRecordLen more events in f.Events and
 // f.Devices (their capacity), which are equally long.
-func fastRecords(f *Frame, p []byte, k, count int, channels, regions []dictEntry, base int64) ([]byte, int) {
-	n := len(f.Events) // the next event's index
-	evs, devs := f.Events[:cap(f.Events)], f.Devices[:cap(f.Devices)]
-	i := 0 // offset of record k in p
-	for ; k < count && len(p)-i >= minRecordLen; k++ {
+func fastRecords(f *Frame, p []byte, k, count int, kinds []uint8, nch int, base int64) ([]byte, int) {
+	// Every record the loop takes is an event: n, the next event's index,
+	// stands for k too (k - k0 = n - n0), and the loop ends at end, where k
+	// would reach count, or where the events run out of room (which the
+	// caller rules out).
+	n0 := len(f.Events)
+	end := min(n0+count-k, cap(f.Events), cap(f.Devices))
+	evs := f.Events[:end]
+	devs := f.Devices[:len(evs)]
+	n := n0
+	i := 0 // offset of record n in p
+	for ; n < len(evs) && len(p)-i >= minRecordLen; n++ {
 		r := p[i:]
 		kind, devLen := r[0], int(r[1])
 		delta, j := uint64(r[2]), 3
@@ -195,26 +217,22 @@ func fastRecords(f *Frame, p []byte, k, count int, channels, regions []dictEntry
 		}
 		ri := uint64(r[j+1])
 		j += 2
-		if ri >= 0x80 || len(r)-j < devLen || ci >= uint64(len(channels)) || ri >= uint64(len(regions)) {
+		if ri >= 0x80 || len(r)-j < devLen || ci >= uint64(nch) || ri >= uint64(len(kinds)-nch) {
 			break
 		}
 		ts := base + unzigzag(delta)
-		if uint(devLen-1) >= MaxDeviceLen || (channels[ci].kinds&regions[ri].kinds)>>kind&1 == 0 || uint64(ts-1) >= maxTS {
+		if uint(devLen-1) >= MaxDeviceLen || (kinds[ci]&kinds[nch+int(ri)])>>kind&1 == 0 || uint64(ts-1) >= maxTS {
 			break
-		}
-		if n >= len(evs) || n >= len(devs) {
-			break // cannot happen (see above)
 		}
 		// Field by field: a composite literal is built on the stack and
 		// copied with 16-byte loads that stall on store forwarding.
 		e := &evs[n]
 		e.Channel, e.Region, e.TS, e.Kind = uint32(ci), uint32(ri), ts, Kind(kind)
 		devs[n] = r[j : j+devLen : j+devLen]
-		n++
 		i += j + devLen
 	}
 	f.Events, f.Devices = evs[:n], devs[:n]
-	return p[i:], k
+	return p[i:], k + n - n0
 }
 
 // record decodes record k at p[0:] (offset off in the frame) with every
@@ -233,14 +251,15 @@ func (d *Decoder) record(f *Frame, p []byte, k, off int, base int64, rej *Reject
 	}
 	dev := p[j : j+devLen : j+devLen]
 	p = p[j+devLen:]
-	if ci >= uint64(len(d.channels)) || ri >= uint64(len(d.regions)) {
+	nch, nreg := d.dict.nch, len(d.dict.names)-d.dict.nch
+	if ci >= uint64(nch) || ri >= uint64(nreg) {
 		if rej.add(Malformed, 1) {
 			rej.First = errorf(Malformed, "record %d at offset %d: channel index %d of %d or region index %d of %d is out of range",
-				k, off, ci, len(d.channels), ri, len(d.regions))
+				k, off, ci, nch, ri, nreg)
 		}
 		return p, true
 	}
-	ev := Event{Device: dev, Channel: d.channels[ci].name, Region: d.regions[ri].name, TS: base + unzigzag(delta), Kind: Kind(kind)}
+	ev := Event{Device: dev, Channel: d.dict.channel(uint32(ci)), Region: d.dict.region(uint32(ri)), TS: base + unzigzag(delta), Kind: Kind(kind)}
 	if prob := ev.check(); prob != fine {
 		if rej.add(prob.reason(), 1) {
 			rej.First = errorf(prob.reason(), "record %d at offset %d: %s", k, off, ev.explain(prob).Detail)
@@ -265,23 +284,23 @@ func rejectRest(rej *Rejections, left, rest, off int, what string) {
 	}
 }
 
-// readDict reads a dictionary of at most max names into dict: their count,
-// then every length, then the names back to back, so that the names are
-// checked with one ValidName over all of them (a call per name cost more
-// than the records they serve). A valid non-empty name (at most maxLen bytes
-// of [A-Za-z0-9._-]) admits all kinds, the empty name emptyKinds, an invalid
-// name none. what describes a framing error.
-func readDict(dict []dictEntry, p []byte, max, maxLen int, emptyKinds uint8) (_ []dictEntry, _ []byte, what string) {
+// read reads a dictionary of at most max names and appends them to d:
+// their count, then every length, then the names back to back, so that the
+// names are checked with one ValidName over all of them (a call per name
+// cost more than the records they serve). A valid non-empty name (at most
+// maxLen bytes of [A-Za-z0-9._-]) admits all kinds, the empty name
+// emptyKinds, an invalid name none. what describes a framing error.
+func (d *dictionary) read(p []byte, max, maxLen int, emptyKinds uint8) (_ []byte, what string) {
 	n, k := binary.Uvarint(p)
 	if k <= 0 {
-		return dict, p, "bad size varint"
+		return p, "bad size varint"
 	}
 	if n > uint64(max) {
-		return dict, p, "more names than events"
+		return p, "more names than events"
 	}
 	p = p[k:]
 	if uint64(len(p)) < n {
-		return dict, p, "name lengths are truncated"
+		return p, "name lengths are truncated"
 	}
 	lens := p[:n]
 	p = p[n:]
@@ -290,25 +309,29 @@ func readDict(dict []dictEntry, p []byte, max, maxLen int, emptyKinds uint8) (_ 
 		total += int(l)
 	}
 	if len(p) < total {
-		return dict, p, "names are truncated"
+		return p, "names are truncated"
 	}
 	names := p[:total]
 	p = p[total:]
 	allValid := ValidName(names)
-	dict = slices.Grow(dict[:0], len(lens))[:len(lens)]
+	from := len(d.names)
+	d.names = slices.Grow(d.names, len(lens))[:from+len(lens)]
+	d.kinds = slices.Grow(d.kinds, len(lens))[:from+len(lens)]
+	dn, dk := d.names[from:], d.kinds[from:]
 	for i, l := range lens {
-		e := &dict[i]
-		e.name, names = names[:l:l], names[l:]
+		name := names[:l:l]
+		names = names[l:]
+		dn[i] = name
 		switch {
 		case l == 0:
-			e.kinds = emptyKinds
-		case int(l) <= maxLen && (allValid || ValidName(e.name)):
-			e.kinds = allKinds
+			dk[i] = emptyKinds
+		case int(l) <= maxLen && (allValid || ValidName(name)):
+			dk[i] = allKinds
 		default:
-			e.kinds = 0
+			dk[i] = 0
 		}
 	}
-	return dict, p, ""
+	return p, ""
 }
 
 // uvarintAt decodes the uvarint at p[i:] and returns it with the index after
