@@ -273,8 +273,8 @@ func (s *shard) ingestTuningLocked(items []item, rej *event.Rejections) int {
 //     already there (a repeat heartbeat, a zap back) only counts a credit;
 //     the others are kept in s.fresh;
 //  4. the fresh items' pseudonyms are hashed under their hour's key, and
-//     their counters' slots loaded;
-//  5. the fresh items are counted (countFreshLocked).
+//     their counters' slots loaded (peekFresh);
+//  5. the fresh items are counted (partial.countFreshLocked).
 //
 // An item with no region has no pair: pass 3 adds it to its channel's
 // counter instead, and it is fresh if the counter cannot tell that it held
@@ -439,13 +439,17 @@ func peekRun(items []item, mh []uint64, p *partial, prec uint8) (sink uint64) {
 // there and appends the indexes of the others to fresh.
 func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from int, r minuteRun) []int32 {
 	p, prec := r.p, s.a.cfg.Precision
+	// pairRun writes fresh indexes in place: room for every item.
+	fresh = slices.Grow(fresh, r.end-from)
 	for i := from; i < r.end; i++ {
-		i = seenRun(items[:r.end], mh, i, p)
+		var nf int
+		i, nf = pairRun(items[:r.end], mh, i, p, fresh[len(fresh):cap(fresh)])
+		fresh = fresh[:len(fresh)+nf]
 		if i == r.end {
 			break
 		}
-		// An item seenRun cannot take: its pair is new, or it has no
-		// region, or its channel has no counter yet.
+		// An item pairRun cannot take: it has no region, or its channel
+		// has no counter yet, or the pairs table must grow.
 		it := &items[i]
 		if it.region == 0 {
 			// No pair: the channel's counter tells whether the device is
@@ -465,20 +469,27 @@ func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from in
 	return fresh
 }
 
-// seenRun is addPairsLocked's inner loop: from items[i], while their
-// (cell, device) pairs are already in p.pairs and their channels have a
-// counter, it counts their credits. It returns the index of the first item
-// it did not take.
-func seenRun(items []item, mh []uint64, i int, p *partial) int {
+// pairRun is addPairsLocked's inner loop: from items[i], while the items
+// have a region, their channels a counter, and the pairs table room
+// without growing, it adds their (cell, device) pairs to p.pairs: for a
+// pair already there it counts a credit, and it writes the index of each
+// new one to fresh, which has room for all. It returns the index of the
+// first item it did not take and the number of fresh indexes written.
+func pairRun(items []item, mh []uint64, i int, p *partial, fresh []int32) (int, int) {
 	slots, chans := p.pairs.slots, p.chans
 	if len(slots) == 0 {
-		return i
+		return i, 0
 	}
+	// At most room pairs can be added before the table must grow (as
+	// hashSet.add grows it): fresh is cut to that.
+	room := max(len(slots)/2-1-p.pairs.n, 0)
+	fresh = fresh[:min(len(fresh), room)]
+	mh = mh[:len(items)]
 	mask := uint64(len(slots) - 1)
-	credits := uint32(0)
+	i0, nf := i, 0
 	for ; i < len(items); i++ {
 		it := &items[i]
-		if it.region == 0 || int(it.ch) >= len(chans) {
+		if it.region == 0 || int(it.ch) >= len(chans) || nf >= len(fresh) {
 			break
 		}
 		k := pairKey(mh[i], it.ch, it.region)
@@ -486,18 +497,20 @@ func seenRun(items []item, mh []uint64, i int, p *partial) int {
 			k = 1 // as hashSet.add stores it
 		}
 		j := (k >> 16) & mask
-		for slots[j] != k {
-			if slots[j] == 0 {
-				p.total.credits += credits
-				return i
-			}
+		for slots[j] != k && slots[j] != 0 {
 			j = (j + 1) & mask
 		}
+		if slots[j] == 0 {
+			slots[j] = k
+			fresh[nf] = int32(i)
+			nf++
+			continue
+		}
 		chans[it.ch].credits++
-		credits++
 	}
-	p.total.credits += credits
-	return i
+	p.pairs.n += nf
+	p.total.credits += uint32(i - i0 - nf)
+	return i, nf
 }
 
 // countFreshLocked is passes 4 and 5 of ingestEventsLocked: it counts
@@ -508,30 +521,37 @@ func (s *shard) countFreshLocked(items []item, mh []uint64, fresh []int32) {
 	if cap(hh) < len(fresh) {
 		hh = make([]uint64, 0, len(fresh))
 	}
-	for _, i := range fresh {
-		hh = append(hh, items[i].hash)
+	hh = hh[:len(fresh)]
+	for j, i := range fresh {
+		hh[j] = items[i].hash
 	}
-	// The runs' hours, hashed under the hour's key: fresh[from:to] are
-	// the items of run r.
+	s.hh = hh
+	prec := s.a.cfg.Precision
 	from := 0
 	for _, r := range s.runs {
+		// fresh[from:to] are the items of run r.
 		to := from
 		for to < len(fresh) && int(fresh[to]) < r.end {
 			to++
 		}
-		r.p.hour.key.HashUint64s(hh[from:to], hh[from:to])
+		if to == from {
+			continue
+		}
+		f, h := fresh[from:to], hh[from:to]
+		r.p.hour.key.HashUint64s(h, h)
+		s.sink += peekFresh(items, mh, f, h, r.p, prec)
+		r.p.countFreshLocked(items, mh, f, h, prec)
 		from = to
 	}
-	s.hh = hh
+}
 
-	prec := s.a.cfg.Precision
-	var sink uint64
-	r := 0 // the run of fresh[j]
+// peekFresh loads the slots that countFreshLocked will probe first for the
+// items of fresh (of p's minute; their hour-tier hashes in hh), without
+// using them.
+func peekFresh(items []item, mh []uint64, fresh []int32, hh []uint64, p *partial, prec uint8) (sink uint64) {
+	hh = hh[:len(fresh)]
 	for j, i := range fresh {
-		for int(i) >= s.runs[r].end {
-			r++
-		}
-		it, p := &items[i], s.runs[r].p
+		it := &items[i]
 		sink += p.total.peek(prec, mh[i])
 		if it.region != 0 {
 			sink += p.cells.peek(cellKey(it.ch, it.region))
@@ -543,14 +563,15 @@ func (s *shard) countFreshLocked(items []item, mh []uint64, fresh []int32) {
 			sink += p.hour.chans[it.ch].peek(prec, hh[j])
 		}
 	}
-	s.sink += sink
+	return sink
+}
 
-	r = 0
+// countFreshLocked counts the items of fresh (of p's minute; their
+// hour-tier hashes in hh) in their cell, channel, total and hour.
+func (p *partial) countFreshLocked(items []item, mh []uint64, fresh []int32, hh []uint64, prec uint8) {
+	hh = hh[:len(fresh)]
 	for j, i := range fresh {
-		for int(i) >= s.runs[r].end {
-			r++
-		}
-		it, p := &items[i], s.runs[r].p
+		it := &items[i]
 		if it.region != 0 {
 			p.cells.add(cellKey(it.ch, it.region), 1)
 			if p.chanLocked(it.ch).addKnown(prec, mh[i]) {
