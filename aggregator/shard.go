@@ -49,6 +49,7 @@ type shard struct {
 	// Scratch of ingestEventsLocked: the minute-tier hashes of the items
 	// it counts, the indexes of its fresh items and their hour-tier hashes.
 	mh, hh []uint64
+	pk     []uint64 // the items' pair keys (pairKeys)
 	fresh  []int32
 	runs   []minuteRun
 
@@ -268,7 +269,8 @@ func (s *shard) ingestTuningLocked(items []item, rej *event.Rejections) int {
 //  1. late items are rejected, tunes counted by region, and the items to
 //     count kept in order at the front of items, their pseudonyms in
 //     s.mh, then hashed there in place under their minute's key;
-//  2. the table slots pass 3 probes are loaded, without using them;
+//  2. the items' pair keys are computed (pairKeys), and the pair-table
+//     slots pass 3 probes loaded, without using them (peekPairs);
 //  3. each (cell, device) pair is added to the minute's pairs: a pair
 //     already there (a repeat heartbeat, a zap back) only counts a credit;
 //     the others are kept in s.fresh;
@@ -299,18 +301,20 @@ func (s *shard) ingestEventsLocked(items []item, rej *event.Rejections) int {
 	// minuteRun) and call nothing, so that the compiler keeps their
 	// variables in registers: a call anywhere in a loop makes it spill
 	// them on every iteration.
-	mh, prec := s.mh, s.a.cfg.Precision
+	mh := s.mh
+	pk := pairKeys(s.pk, items, mh)
+	s.pk = pk
 	var sink uint64
 	from := 0
 	for _, r := range s.runs {
-		sink += peekRun(items[from:r.end], mh[from:r.end], r.p, prec)
+		sink += peekPairs(pk[from:r.end], r.p.pairs.slots)
 		from = r.end
 	}
 	s.sink += sink
 	fresh := s.fresh[:0]
 	from = 0
 	for _, r := range s.runs {
-		fresh = s.addPairsLocked(fresh, items, mh, from, r)
+		fresh = s.addPairsLocked(fresh, items, mh, pk, from, r)
 		from = r.end
 	}
 	s.fresh = fresh
@@ -418,32 +422,58 @@ func keepRun(items []item, mh []uint64, i, kept int, p *partial) (int, int) {
 	return i, kept
 }
 
-// peekRun is pass 2 of ingestEventsLocked over one minute's run: it loads
-// the slots that addPairsLocked will probe first, without using them.
-func peekRun(items []item, mh []uint64, p *partial, prec uint8) (sink uint64) {
+// peekPairs is pass 2 of ingestEventsLocked over one minute's run: it
+// loads the slots of slots (the minute's pairs table) where the probes for
+// the keys pk start, without using them.
+func peekPairs(pk, slots []uint64) (sink uint64) {
+	if len(slots) == 0 {
+		return 0
+	}
+	// As few instructions an item as can be: the more loads the
+	// processor's window holds at once, the more of their cache misses
+	// overlap (with the key computed here too, the loop was 25
+	// instructions an item, and a fifth of ingest's time waited in it).
+	mask := uint64(len(slots) - 1)
+	for _, k := range pk {
+		sink += slots[(k>>16)&mask]
+	}
+	return sink
+}
+
+// pairKeys returns, in dst (reused), the key in partial.pairs of each
+// item's (cell, device) pair as hashSet.add stores it (never 0), or 0 for
+// an item with no region (no pair). mh holds the items' minute-tier hashes.
+func pairKeys(dst []uint64, items []item, mh []uint64) []uint64 {
+	if cap(dst) < len(items) {
+		dst = make([]uint64, len(items))
+	}
+	dst = dst[:len(items)]
 	mh = mh[:len(items)]
 	for i := range items {
 		it := &items[i]
-		if it.region != 0 {
-			sink += p.pairs.peek(pairKey(mh[i], it.ch, it.region))
-		} else if int(it.ch) < len(p.chans) {
-			sink += p.chans[it.ch].peek(prec, mh[i])
+		k := pairKey(mh[i], it.ch, it.region)
+		if k == 0 {
+			k = 1
 		}
+		if it.region == 0 {
+			k = 0
+		}
+		dst[i] = k
 	}
-	return sink
+	return dst
 }
 
 // addPairsLocked is pass 3 of ingestEventsLocked over run r, the items from
 // index from: it adds each item's (cell, device) pair, or with no region
 // its device to its channel's counter, counts a credit for those already
 // there and appends the indexes of the others to fresh.
-func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from int, r minuteRun) []int32 {
+func (s *shard) addPairsLocked(fresh []int32, items []item, mh, pk []uint64, from int, r minuteRun) []int32 {
 	p, prec := r.p, s.a.cfg.Precision
 	// pairRun writes fresh indexes in place: room for every item.
 	fresh = slices.Grow(fresh, r.end-from)
 	for i := from; i < r.end; i++ {
 		var nf int
-		i, nf = pairRun(items[:r.end], mh, i, p, fresh[len(fresh):cap(fresh)])
+		i, nf = pairRun(items[:r.end], pk, i, p, fresh[len(fresh):cap(fresh)])
 		fresh = fresh[:len(fresh)+nf]
 		if i == r.end {
 			break
@@ -458,7 +488,7 @@ func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from in
 				p.total.credits++
 				continue
 			}
-		} else if !p.pairs.add(pairKey(mh[i], it.ch, it.region)) {
+		} else if !p.pairs.add(pk[i]) {
 			// Restored pairs only: see ingestEventsLocked.
 			p.chanLocked(it.ch).credits++
 			p.total.credits++
@@ -475,7 +505,7 @@ func (s *shard) addPairsLocked(fresh []int32, items []item, mh []uint64, from in
 // pair already there it counts a credit, and it writes the index of each
 // new one to fresh, which has room for all. It returns the index of the
 // first item it did not take and the number of fresh indexes written.
-func pairRun(items []item, mh []uint64, i int, p *partial, fresh []int32) (int, int) {
+func pairRun(items []item, pk []uint64, i int, p *partial, fresh []int32) (int, int) {
 	slots, chans := p.pairs.slots, p.chans
 	if len(slots) == 0 {
 		return i, 0
@@ -484,17 +514,13 @@ func pairRun(items []item, mh []uint64, i int, p *partial, fresh []int32) (int, 
 	// hashSet.add grows it): fresh is cut to that.
 	room := max(len(slots)/2-1-p.pairs.n, 0)
 	fresh = fresh[:min(len(fresh), room)]
-	mh = mh[:len(items)]
+	pk = pk[:len(items)]
 	mask := uint64(len(slots) - 1)
 	i0, nf := i, 0
 	for ; i < len(items); i++ {
-		it := &items[i]
-		if it.region == 0 || int(it.ch) >= len(chans) || nf >= len(fresh) {
-			break
-		}
-		k := pairKey(mh[i], it.ch, it.region)
-		if k == 0 {
-			k = 1 // as hashSet.add stores it
+		it, k := &items[i], pk[i]
+		if k == 0 || int(it.ch) >= len(chans) || nf >= len(fresh) {
+			break // no region, or see above
 		}
 		j := (k >> 16) & mask
 		for slots[j] != k && slots[j] != 0 {
