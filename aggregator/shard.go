@@ -489,7 +489,9 @@ func (s *shard) addPairsLocked(fresh []int32, items []item, mh, pk []uint64, fro
 				continue
 			}
 		} else if !p.pairs.add(pk[i]) {
-			// Restored pairs only: see ingestEventsLocked.
+			// A pair already there that pairRun did not take: its channel
+			// has no counter in this shard (restored pairs: see
+			// ingestEventsLocked), or the table was at its growth point.
 			p.chanLocked(it.ch).credits++
 			p.total.credits++
 			continue
