@@ -160,8 +160,10 @@ func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections
 		// Records go through the fast loop; one it cannot take (a long
 		// varint, a rejection, truncation) is decoded here, and the fast loop
 		// resumes after it.
-		if p, k = fastRecords(f, p, k, count, d.dict.kinds, d.dict.nch, int64(base)); k == count {
-			break
+		if fastRecordsOn {
+			if p, k = fastRecords(f, p, k, count, d.dict.kinds, d.dict.nch, int64(base)); k == count {
+				break
+			}
 		}
 		var ok bool
 		if p, ok = d.record(f, p, k, start-len(p), int64(base), rej); !ok {
@@ -176,13 +178,25 @@ func (d *Decoder) decodeBody(f *Frame, p []byte, count, hdr int, rej *Rejections
 	}
 }
 
+// fastRecordsOn is false only in the test that holds fastRecords to the
+// record-at-a-time decoding of every check (FuzzFastRecords).
+var fastRecordsOn = true
+
+// fastWindow is the span of body bytes fastRecords reads a record from:
+// more than its longest record (kind, device length, two-byte ts delta and
+// channel index, one-byte region index, MaxDeviceLen device bytes), so
+// that one check of the span covers every byte the record can have.
+const fastWindow = 1 + 1 + 2 + 2 + 1 + MaxDeviceLen + 1
+
 // fastRecords decodes records k.. of a frame body while they are valid and
 // their varints short (ts delta and channel index up to two bytes, region
-// index one), and returns at the first record that is not, or at count. It
-// keeps few variables live so that they stay in registers: one loop with the
-// rejection paths spilled them and cost twice as much. The caller
-// guarantees room for len(p)/minRecordLen more events in f.Events and
-// f.Devices (their capacity), which are equally long.
+// index one), and returns at the first record that is not, or at count, or
+// where fewer than fastWindow bytes are left (the caller decodes the last
+// records of a body with every check). It keeps few variables live so that
+// they stay in registers: one loop with the rejection paths spilled them
+// and cost twice as much. The caller guarantees room for
+// len(p)/minRecordLen more events in f.Events and f.Devices (their
+// capacity), which are equally long.
 func fastRecords(f *Frame, p []byte, k, count int, kinds []uint8, nch int, base int64) ([]byte, int) {
 	// Every record the loop takes is an event: n, the next event's index,
 	// stands for k too (k - k0 = n - n0), and the loop ends at end, where k
@@ -194,8 +208,10 @@ func fastRecords(f *Frame, p []byte, k, count int, kinds []uint8, nch int, base 
 	devs := f.Devices[:len(evs)]
 	n := n0
 	i := 0 // offset of record n in p
-	for ; n < len(evs) && len(p)-i >= minRecordLen; n++ {
-		r := p[i:]
+	for ; n < len(evs) && len(p)-i >= fastWindow; n++ {
+		// The record's bytes as an array: its fields are read without a
+		// bounds check each.
+		r := (*[fastWindow]byte)(p[i : i+fastWindow])
 		kind, devLen := r[0], int(r[1])
 		delta, j := uint64(r[2]), 3
 		if delta >= 0x80 {
@@ -204,12 +220,9 @@ func fastRecords(f *Frame, p []byte, k, count int, kinds []uint8, nch int, base 
 			}
 			delta, j = delta&0x7f|uint64(r[3])<<7, 4
 		}
-		if j+2 > len(r) {
-			break
-		}
 		ci := uint64(r[j])
 		if ci >= 0x80 {
-			if j+3 > len(r) || r[j+1] >= 0x80 {
+			if r[j+1] >= 0x80 {
 				break
 			}
 			ci = ci&0x7f | uint64(r[j+1])<<7
@@ -217,11 +230,11 @@ func fastRecords(f *Frame, p []byte, k, count int, kinds []uint8, nch int, base 
 		}
 		ri := uint64(r[j+1])
 		j += 2
-		if ri >= 0x80 || len(r)-j < devLen || ci >= uint64(nch) || ri >= uint64(len(kinds)-nch) {
+		if ri >= 0x80 || uint(devLen-1) >= MaxDeviceLen || ci >= uint64(nch) || ri >= uint64(len(kinds)-nch) {
 			break
 		}
 		ts := base + unzigzag(delta)
-		if uint(devLen-1) >= MaxDeviceLen || (kinds[ci]&kinds[nch+int(ri)])>>kind&1 == 0 || uint64(ts-1) >= maxTS {
+		if (kinds[ci]&kinds[nch+int(ri)])>>kind&1 == 0 || uint64(ts-1) >= maxTS {
 			break
 		}
 		// Field by field: a composite literal is built on the stack and
