@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -161,10 +162,8 @@ func (w *Writer) writeFrame(f *event.Frame, rej *event.Rejections, pos uint64, a
 	})
 	defer a.gate.RUnlock()
 	// The ids of the frame's channels, then its regions.
-	ids := w.frameIDs[:0]
-	for range len(f.Channels) + len(f.Regions) {
-		ids = append(ids, idUnresolved)
-	}
+	// (Every entry is set below.)
+	ids := slices.Grow(w.frameIDs[:0], len(f.Channels)+len(f.Regions))[:len(f.Channels)+len(f.Regions)]
 	w.frameIDs = ids
 	chIDs, regIDs := ids[:len(f.Channels)], ids[len(f.Channels):]
 	// The names this Writer knows already, resolved up front from its
