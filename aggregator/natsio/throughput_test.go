@@ -77,19 +77,27 @@ func benchMessages(b *testing.B, format telemetry.Format) (msgs [][]byte, perMsg
 	return msgs, benchBatchEvents
 }
 
-// benchProducer publishes b.N messages from msgs over TCP, partitioned over
-// 16 subjects, keeping at most benchWindow events ahead of done().
-func benchProducer(b *testing.B, url string, msgs [][]byte, perMsg int, done func() uint64) {
+// benchConn connects a producer to url, and names the 16 subjects (a
+// producer's partitions) the benchmarks publish to.
+func benchConn(b *testing.B, url string) (*nats.Conn, [16]string) {
 	b.Helper()
 	prod, err := nats.Connect(url, nats.ReconnectBufSize(-1))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer prod.Close()
 	var subjects [16]string
 	for i := range subjects {
 		subjects[i] = fmt.Sprintf("tv.events.p%d", i)
 	}
+	return prod, subjects
+}
+
+// benchProducer publishes b.N messages from msgs over TCP, partitioned over
+// 16 subjects, keeping at most benchWindow events ahead of done().
+func benchProducer(b *testing.B, url string, msgs [][]byte, perMsg int, done func() uint64) {
+	b.Helper()
+	prod, subjects := benchConn(b, url)
+	defer prod.Close()
 	b.SetBytes(int64(len(msgs[0])))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -360,15 +368,8 @@ func BenchmarkSustained(b *testing.B) {
 // subjects, keeping at most benchWindow events ahead of the aggregator.
 func sustain(b *testing.B, url string, pool []liveFrame, agg *aggregator.Aggregator) {
 	b.Helper()
-	prod, err := nats.Connect(url, nats.ReconnectBufSize(-1))
-	if err != nil {
-		b.Fatal(err)
-	}
+	prod, subjects := benchConn(b, url)
 	defer prod.Close()
-	var subjects [16]string
-	for i := range subjects {
-		subjects[i] = fmt.Sprintf("tv.events.p%d", i)
-	}
 	buf := make([]byte, 0, 16<<10)
 	// publish publishes frames from up to to (frame i is pool[i%len(pool)]
 	// in generation i/len(pool)), then waits for every event to be counted.
